@@ -1,0 +1,29 @@
+# Quick start: `make run` (the digits sweep + its report) and `make test`.
+# Each target creates .venv and installs the package first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test smoke clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# PyTorch first, pinned to the builds on this disk (see README)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+## The main job: the embedded digits sweep through Ray Tune, then its tables and plots.
+run: $(STAMP)
+	$(PY) sweeps/digits.py --results results/digits
+
+## The test suite.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) results/scratch results/digits

@@ -1,0 +1,217 @@
+"""Sweeps as data: a grid of trials, its resources, and the options that narrow it.
+
+A sweep file under `sweeps/` declares one `SWEEP = Sweep(...)` and ends with
+`SWEEP.main()`. Nothing here imports Ray: the Ray driver (`novelty.sweep`) is imported
+only when a sweep is run through Ray, so a Slurm job-array task runs without it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import itertools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import ConfigError, RunOptions, TrialConfig, add_dataclass_args, default_cache_dir, from_namespace
+
+TRIAL_FIELDS = {f.name for f in dataclasses.fields(TrialConfig)}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid of trials (the product of `grid`'s value lists) and how to run them."""
+
+    name: str
+    """Sweep name: the `sweep` column of its rows and the default results folder results/<name>."""
+    grid: dict[str, Sequence[Any]] = field(default_factory=dict)
+    """TrialConfig field -> values; the trials are their Cartesian product."""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """TrialConfig fields held fixed for every trial (e.g. dataset, epochs)."""
+    cpus_per_trial: float = 1.0
+    """CPUs Ray reserves per trial."""
+    gpus_per_trial: float = 0.0
+    """GPUs Ray reserves per trial (0.25 packs four trials on one GPU); ignored without GPUs."""
+    ranks_per_trial: int = 1
+    """torch.distributed ranks per trial (DDP): one per GPU on GPUs, gloo processes on CPU."""
+    max_failures: int = 2
+    """Ray Tune retries of a failed trial; a retry resumes from the last epoch's checkpoint."""
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.grid) | set(self.fixed)) - TRIAL_FIELDS
+        if unknown:
+            raise ConfigError(f"sweep {self.name!r}: unknown trial fields {sorted(unknown)}")
+
+    def trials(self, opts: "SweepOptions | None" = None) -> list[TrialConfig]:
+        """Every trial of the grid, narrowed and overridden by `opts`, in a stable order."""
+        grid = {k: list(v) for k, v in self.grid.items()}
+        fixed = dict(self.fixed)
+        if opts is not None:
+            for name, text in (("normal_class", opts.classes), ("seed", opts.seeds), ("variant", opts.variants)):
+                if text:
+                    kind = str if name == "variant" else int
+                    try:
+                        grid[name] = [kind(v) for v in text.split(",") if v.strip()]
+                    except ValueError as exc:
+                        raise ConfigError(f"--{name.replace('_', '-')}s: {exc}") from exc
+                    fixed.pop(name, None)
+            if opts.epochs:
+                grid.pop("epochs", None)
+                fixed["epochs"] = opts.epochs
+            if opts.smoke_test:
+                grid = {k: v[:2] if k in ("normal_class", "variant") else v[:1] for k, v in grid.items()}
+                fixed["epochs"] = 1
+        names = list(grid)
+        return [TrialConfig(**fixed, **dict(zip(names, values))) for values in itertools.product(*grid.values())]
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Entry point of a sweep file: parse SweepOptions and run the sweep through Ray Tune."""
+        parser = argparse.ArgumentParser(prog=f"sweep {self.name}",
+                                         description=f"Run the {self.name!r} sweep through Ray Tune.")
+        add_dataclass_args(parser, SweepOptions)
+        ns = parser.parse_args(argv)
+        from .cli import run_user_command
+
+        return run_user_command(lambda: _run_with_ray(self, from_namespace(SweepOptions, ns)))
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Command-line options of a sweep: where data and results are, and how to narrow it."""
+
+    data_root: str = ""
+    """Folder holding the dataset (e.g. ../shared/data)."""
+    results: str = ""
+    """Results folder or URI (s3://, gs://, NFS path); default results/<sweep name>."""
+    cache_dir: str = field(default_factory=default_cache_dir)
+    """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
+    max_concurrent: int = 0
+    """Most trials running at once (0 = as many as the resources allow)."""
+    epochs: int = 0
+    """Override every trial's epochs (0 = the sweep's)."""
+    classes: str = ""
+    """Comma-separated normal classes to run (default: the sweep's)."""
+    seeds: str = ""
+    """Comma-separated seeds to run (default: the sweep's)."""
+    variants: str = ""
+    """Comma-separated variants to run (default: the sweep's)."""
+    smoke_test: bool = False
+    """Tiny run: first 2 classes and variants, first seed, 1 epoch."""
+    cpus_per_trial: float = 0.0
+    """Override the sweep's CPUs per trial (0 = the sweep's)."""
+    gpus_per_trial: float = -1.0
+    """Override the sweep's GPUs per trial (-1 = the sweep's)."""
+    ranks_per_trial: int = 0
+    """Override the sweep's DDP ranks per trial (0 = the sweep's)."""
+    ray_address: str = ""
+    """Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local one)."""
+    report: bool = True
+    """Render the tables (novelty report) when the sweep finishes."""
+
+    def results_uri(self, sweep: Sweep) -> str:
+        return self.results or f"results/{sweep.name}"
+
+    def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
+        return RunOptions(data_root=self.data_root, cache_dir=self.cache_dir, out=self.results_uri(sweep),
+                          sweep=sweep.name, progress=False, **kw)
+
+    def resources(self, sweep: Sweep) -> Sweep:
+        """The sweep with this run's resource overrides applied."""
+        changes: dict[str, Any] = {}
+        if self.cpus_per_trial > 0:
+            changes["cpus_per_trial"] = self.cpus_per_trial
+        if self.gpus_per_trial >= 0:
+            changes["gpus_per_trial"] = self.gpus_per_trial
+        if self.ranks_per_trial > 0:
+            changes["ranks_per_trial"] = self.ranks_per_trial
+        return dataclasses.replace(sweep, **changes)
+
+
+def _run_with_ray(sweep: Sweep, opts: SweepOptions) -> int:
+    from .sweep import run_sweep  # the only module that imports Ray
+
+    run_sweep(opts.resources(sweep), opts)
+    if opts.report:
+        from .report import write_report
+
+        write_report(opts.results_uri(sweep))
+    return 0
+
+
+def load_sweep(path: str) -> Sweep:
+    """Import a sweep file and return its SWEEP."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"novelty_sweep_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    sweep = getattr(module, "SWEEP", None)
+    if not isinstance(sweep, Sweep):
+        raise ConfigError(f"{path} defines no `SWEEP = Sweep(...)`")
+    return sweep
+
+
+# ------------------------------------------------------------------ subcommands
+
+
+def _cmd_sweep(ns: argparse.Namespace) -> int:
+    return _run_with_ray(load_sweep(ns.sweep_file), from_namespace(SweepOptions, ns))
+
+
+def _cmd_array_task(ns: argparse.Namespace) -> int:
+    """One trial of a sweep per Slurm array task, no Ray: SLURM_ARRAY_TASK_ID -> trial."""
+    import os
+
+    from .results import existing_keys
+    from .trial import run_trial
+
+    sweep, opts = load_sweep(ns.sweep_file), from_namespace(SweepOptions, ns)
+    trials = sweep.trials(opts)
+    if ns.count:
+        print(len(trials))
+        return 0
+    index = ns.index if ns.index >= 0 else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
+    if not 0 <= index < len(trials):
+        raise ConfigError(f"array index {index} is outside the sweep's {len(trials)} trials (0..{len(trials) - 1})")
+    cfg = trials[index]
+    run = opts.run_options(sweep, progress=False)
+    if cfg.key() in existing_keys(run.out):
+        print(f"trial {index} ({cfg.run_name()}) already has a row; nothing to do")
+        return 0
+    row = run_trial(cfg, run)
+    print(f"trial {index} {cfg.run_name()} AUC {row['auc']:.4f}" if row else f"trial {index} done")
+    return 0
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from .report import write_report
+
+    write_report(ns.results_dir, out_dir=ns.out or None, plots=ns.plots)
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser("sweep", help="run a sweep file through Ray Tune",
+                           description="Run the grid of a sweep file through Ray Tune; trials with a row are skipped.")
+    sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
+    add_dataclass_args(sweep, SweepOptions)
+    sweep.set_defaults(func=_cmd_sweep)
+
+    array = sub.add_parser("array-task", help="run one trial of a sweep without Ray (Slurm job arrays)",
+                           description="Run trial SLURM_ARRAY_TASK_ID (or --index) of a sweep file, no Ray.")
+    array.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
+    array.add_argument("--index", type=int, default=-1, help="trial index (default: $SLURM_ARRAY_TASK_ID)")
+    array.add_argument("--count", action="store_true", help="print the number of trials and exit")
+    add_dataclass_args(array, SweepOptions)
+    array.set_defaults(func=_cmd_array_task)
+
+    report = sub.add_parser("report", help="rebuild mean ± std tables and plots from a results folder",
+                            description="Read every row under RESULTS_DIR; write tables (Markdown, CSV, LaTeX) and plots.")
+    report.add_argument("results_dir", help="results folder or URI")
+    report.add_argument("--out", default="", help="where to write tables (default: RESULTS_DIR/tables)")
+    report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="also draw PNG plots")
+    report.set_defaults(func=_cmd_report)

@@ -1,0 +1,120 @@
+"""The results store: one Parquet row file and one per-image score file per trial.
+
+Layout under a results folder or URI (anything pyarrow.fs understands: a local path,
+file://, s3://, gs://):
+
+    rows/<key>.parquet     one row: the trial's config, AUC and run facts (DESIGN §3)
+    scores/<key>.parquet   key, index, label, score, raw_score for every test image
+
+Both are written to a hidden temporary name and moved into place, scores first, so a
+row's presence means the trial is complete, and a rerun overwrites instead of adding.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+ROWS, SCORES = "rows", "scores"
+
+
+class ResultsError(RuntimeError):
+    """The results folder cannot be used (not writable, not reachable)."""
+
+
+def open_store(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, base path) for a local path or a URI."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(uri).absolute())
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def check_writable(uri: str) -> None:
+    """Fail before training, with the folder's name, if results cannot be written there."""
+    fs, base = open_store(uri)
+    probe = f"{base}/{ROWS}/.probe-{uuid.uuid4().hex}"
+    try:
+        fs.create_dir(f"{base}/{ROWS}", recursive=True)
+        fs.create_dir(f"{base}/{SCORES}", recursive=True)
+        with fs.open_output_stream(probe) as fh:
+            fh.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"results folder {uri} is not writable: {exc}") from exc
+
+
+def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
+    parent, name = path.rsplit("/", 1)
+    tmp = f"{parent}/.tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except (OSError, pa.ArrowException):
+            pass
+        raise
+
+
+def write_trial(uri: str, row: dict, scores: pd.DataFrame) -> str:
+    """Write the trial's scores, then its row; returns the row's path."""
+    fs, base = open_store(uri)
+    key = row["key"]
+    fs.create_dir(f"{base}/{SCORES}", recursive=True)
+    fs.create_dir(f"{base}/{ROWS}", recursive=True)
+    _write_atomic(fs, pa.Table.from_pandas(scores, preserve_index=False), f"{base}/{SCORES}/{key}.parquet")
+    path = f"{base}/{ROWS}/{key}.parquet"
+    _write_atomic(fs, pa.Table.from_pandas(pd.DataFrame([row]), preserve_index=False), path)
+    return path
+
+
+def _list(uri: str, sub: str) -> dict[str, str]:
+    fs, base = open_store(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", allow_not_found=True))
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot list {uri}/{sub}: {exc}") from exc
+    return {i.base_name[: -len(".parquet")]: i.path for i in infos
+            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith(".")}
+
+
+def existing_keys(uri: str) -> set[str]:
+    """Keys of the trials whose row is already written."""
+    return set(_list(uri, ROWS))
+
+
+def delete_trial(uri: str, key: str) -> None:
+    fs, base = open_store(uri)
+    for sub in (ROWS, SCORES):
+        info = fs.get_file_info(f"{base}/{sub}/{key}.parquet")
+        if info.type == pafs.FileType.File:
+            fs.delete_file(info.path)
+
+
+def _read(uri: str, sub: str, keys: set[str] | None = None) -> pd.DataFrame:
+    fs, _ = open_store(uri)
+    files = _list(uri, sub)
+    frames = [pq.read_table(p, filesystem=fs).to_pandas() for k, p in sorted(files.items())
+              if keys is None or k in keys]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_rows(uri: str) -> pd.DataFrame:
+    """Every trial row under a results folder, one DataFrame row per trial."""
+    return _read(uri, ROWS)
+
+
+def read_scores(uri: str, keys: set[str] | None = None) -> pd.DataFrame:
+    """Per-image scores (key, index, label, score, raw_score) of the given trials (default all)."""
+    return _read(uri, SCORES, keys)

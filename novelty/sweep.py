@@ -1,0 +1,151 @@
+"""The Ray Tune sweep driver: the only module of `novelty` that imports Ray.
+
+Trials whose key already has a row under the results folder are skipped, so a sweep
+killed at any point and rerun with the same command finishes with no trial run twice
+to completion and no duplicate rows. Each trial checkpoints every epoch (to Tune, and
+beside the results when they are local), so Tune's retries and reruns both resume.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from .config import RunOptions, TrialConfig
+from .grid import Sweep, SweepOptions
+from .results import check_writable, existing_keys, open_store
+from .trial import default_checkpoint, run_trial
+
+CKPT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    total: int
+    skipped: int
+    ran: int
+    failed: list[str]
+
+
+def _report_epoch(metrics: dict, checkpoint: Path | None) -> None:
+    """One tune.report per epoch, carrying the epoch's checkpoint."""
+    if checkpoint is None or not checkpoint.exists():
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy2(checkpoint, Path(tmp) / CKPT_NAME)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ranks: int, on_epoch) -> dict:
+    """Rank 0 runs here (so it can tune.report); ranks 1.. are started as local processes."""
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from .distributed import backend_for, free_port, rank_main
+
+    port, backend = free_port(), backend_for(opts.device)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=rank_main, args=(r, ranks, port, backend, run_trial, (cfg, opts, None, checkpoint)))
+             for r in range(1, ranks)]
+    for p in procs:
+        p.start()
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=ranks,
+                            timeout=dt.timedelta(minutes=10))
+    try:
+        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=checkpoint)
+    finally:
+        dist.destroy_process_group()
+        for p in procs:
+            p.join()
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"DDP ranks exited with {bad}")
+    return row  # type: ignore[return-value]
+
+
+def trainable(config: dict) -> None:
+    """Tune trainable: a plain function of its config dict (one trial)."""
+    cfg = TrialConfig(**config["trial"])
+    opts = RunOptions(**config["run"])
+    ranks = int(config.get("ranks", 1))
+    ckpt = default_checkpoint(cfg, opts) or Path(tempfile.mkdtemp()) / cfg.key() / CKPT_NAME
+    resumed = tune.get_checkpoint()
+    if resumed is not None:  # a Tune retry: its last reported epoch wins
+        with resumed.as_directory() as d:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(d) / CKPT_NAME, ckpt)
+    fail_dir = config.get("fail_once_dir")
+
+    def on_epoch(metrics: dict, path: Path | None) -> None:
+        _report_epoch({**metrics, "key": cfg.key(), "done": False}, path)
+        marker = Path(fail_dir) / cfg.key() if fail_dir else None
+        if marker is not None and not marker.exists():  # test hook: fail once, after a checkpoint
+            marker.touch()
+            raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.run_name()}")
+
+    if ranks > 1:
+        row = _distributed_trial(cfg, opts, ckpt, ranks, on_epoch)
+    else:
+        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt)
+    tune.report({"auc": row["auc"], "key": cfg.key(), "done": True, "epoch": cfg.epochs,
+                 "train_seconds": row["train_seconds"]})
+
+
+def _ensure_ray(address: str) -> None:
+    if ray.is_initialized():
+        return
+    ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+
+
+def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None) -> SweepSummary:
+    """Run every trial of `sweep` that has no row yet through Ray Tune."""
+    trials = sweep.trials(opts)
+    uri = opts.results_uri(sweep)
+    check_writable(uri)
+    done = existing_keys(uri)
+    pending = [t for t in trials if t.key() not in done]
+    print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already have rows, "
+          f"{len(pending)} to run -> {uri}", flush=True)
+    if not pending:
+        return SweepSummary(len(trials), len(trials), 0, [])
+    _ensure_ray(opts.ray_address)
+    have_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    ranks = max(1, sweep.ranks_per_trial)
+    gpus = max(sweep.gpus_per_trial, float(ranks) if sweep.gpus_per_trial >= 1 else 0.0) if have_gpu else 0.0
+    cpus = max(sweep.cpus_per_trial, float(ranks) if not gpus else 1.0)
+    device = "cuda" if gpus > 0 else "cpu"
+    threads = max(1, int(cpus // ranks)) if device == "cpu" else max(1, int(cpus))
+    run = opts.run_options(sweep, device=device, threads=threads)
+    _, base = open_store(uri)
+    storage = base if "://" not in uri else uri.rstrip("/")
+    name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus}),
+        # one Tune trial per pending (class x seed x variant x ...) tuple of the grid
+        param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in pending]),
+                     "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False),
+        run_config=tune.RunConfig(
+            name=name, storage_path=f"{storage}/_ray",
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=1,
+        ),
+    )
+    grid = tuner.fit()
+    failed = [str(r.config["trial"]) for r in grid if r.error is not None]
+    now_done = existing_keys(uri)
+    missing = [t.run_name() for t in pending if t.key() not in now_done]
+    if not failed and not missing and "://" not in uri:
+        shutil.rmtree(Path(storage) / "_ray" / name, ignore_errors=True)  # finished: Tune's state is not needed
+    print(f"sweep {sweep.name}: ran {len(pending) - len(missing)} of {len(pending)}; "
+          f"{len(missing)} without a row" + (f": {', '.join(missing)}" if missing else ""), flush=True)
+    return SweepSummary(len(trials), len(trials) - len(pending), len(pending) - len(missing), missing)

@@ -1,0 +1,272 @@
+"""One trial: train G and D on the normal class (D step, then G step), score the test split.
+
+Written for torch.distributed: with a process group of W ranks, every global batch of
+`batch_size` images is split W ways, gradients are summed with per-rank weights so the
+update equals the single-process one, and rank 0 scores and returns the row. All
+randomness comes from generators seeded by (seed, epoch), so a trial resumed from its
+end-of-epoch checkpoint ends exactly where an uninterrupted one does (on CPU).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from .config import RunOptions, TrialConfig
+from .data import Split
+from .losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
+from .models import Discriminator, Generator, weights_init
+
+D_COLLAPSE = 1e-5  # re-initialise D when its loss falls below this (GANomaly)
+EpochCallback = Callable[[dict, Path | None], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Deterministic kernels: exact on CPU; on CUDA cuDNN/cuBLAS are pinned but atomics may differ."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _init_weights(module: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    module.apply(lambda m: weights_init(m, gen))
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds."""
+
+    G: Generator
+    D: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    epoch: int = 0  # epochs completed
+    d_reinits: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self, key: str) -> dict:
+        return {"key": key, "epoch": self.epoch, "d_reinits": self.d_reinits, "history": self.history,
+                "G": self.G.state_dict(), "D": self.D.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.G.load_state_dict(sd["G"])
+        self.D.load_state_dict(sd["D"])
+        self.opt_g.load_state_dict(sd["opt_g"])
+        self.opt_d.load_state_dict(sd["opt_d"])
+        self.epoch, self.d_reinits, self.history = sd["epoch"], sd["d_reinits"], list(sd["history"])
+
+
+def build_state(cfg: TrialConfig, channels: int, device: torch.device) -> TrainState:
+    torch.manual_seed(cfg.seed)  # CAM's Linear layers keep PyTorch's default init
+    G = Generator(channels, cfg.nz, cfg.use_cam, cfg.cam_reduction)
+    D = Discriminator(channels)
+    _init_weights(G, cfg.seed)
+    _init_weights(D, cfg.seed + 1)
+    G, D = G.to(device), D.to(device)
+    betas = (cfg.beta1, cfg.beta2)
+    return TrainState(G, D, torch.optim.Adam(G.parameters(), cfg.lr, betas=betas),
+                      torch.optim.Adam(D.parameters(), cfg.lr, betas=betas))
+
+
+def save_checkpoint(state: TrainState, key: str, path: Path) -> None:
+    """Atomic: a trial killed while saving keeps its previous checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state.state_dict(key), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(state: TrainState, key: str, path: Path, device: torch.device) -> bool:
+    if not path.exists():
+        return False
+    sd = torch.load(path, map_location=device, weights_only=False)
+    if sd.get("key") != key:
+        return False
+    state.load_state_dict(sd)
+    return True
+
+
+def _sync_grads(module: torch.nn.Module, weight: float, world: int) -> None:
+    """Sum of weight * grad over ranks = the gradient of the global-batch mean loss."""
+    if world == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_(weight)
+            dist.all_reduce(p.grad)
+
+
+def _sync_buffers(module: torch.nn.Module, world: int) -> None:
+    """Average BatchNorm running statistics so every rank scores with the same model."""
+    if world == 1:
+        return
+    for b in module.buffers():
+        if b.dtype.is_floating_point:
+            dist.all_reduce(b)
+            b.div_(world)
+
+
+def _global_mean(values: torch.Tensor, weight: float, world: int) -> torch.Tensor:
+    if world > 1:
+        values = values * weight
+        dist.all_reduce(values)
+    return values
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator, world: int) -> list[torch.Tensor]:
+    """Global batches of a seeded permutation; a last batch too small for BatchNorm is dropped."""
+    perm = torch.randperm(n, generator=gen)
+    out = [perm[i: i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in out if len(b) >= 2 * world]
+
+
+def train_epoch(state: TrainState, cfg: TrialConfig, train_x: torch.Tensor, device: torch.device,
+                progress: bool) -> dict:
+    """One pass over the normal training images; returns the epoch's mean losses."""
+    rank, world = _world()
+    G, D = state.G.train(), state.D.train()
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
+    plan = batches(len(train_x), cfg.batch_size, gen, world)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(plan), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True)
+    sums = torch.zeros(6, dtype=torch.float64)
+    t0, seen = time.perf_counter(), 0
+    for idx in plan:
+        noise = torch.randn((len(idx),) + tuple(train_x.shape[1:]), generator=gen) * cfg.noise_std
+        local = idx.tensor_split(world)[rank]
+        part = noise.tensor_split(world)[rank]
+        weight = len(local) / len(idx)
+        x = train_x[local].to(device, non_blocking=True)  # (b, C, 32, 32) clean target
+        x_noisy = x + part.to(device)  # encoder input
+
+        x_hat, h = G(x_noisy)  # (b, C, 32, 32), (b, nz)
+
+        # D step: real vs. x_hat.detach()
+        logit_real, _ = D(x)
+        logit_fake, _ = D(x_hat.detach())
+        err_d = loss_d(logit_real, logit_fake)
+        state.opt_d.zero_grad(set_to_none=True)
+        err_d.backward()
+        _sync_grads(D, weight, world)
+        state.opt_d.step()
+
+        # G step: fool the updated D, reconstruct x, match D's features, low-entropy latent
+        D.requires_grad_(False)
+        logit_fake, f_fake = D(x_hat)
+        with torch.no_grad():
+            _, f_real = D(x)
+        l_adv, l_con, l_fea = loss_adv(logit_fake), loss_con(x, x_hat), loss_fea(f_real, f_fake)
+        l_inf = loss_inf(h)
+        err_g = cfg.w_adv * l_adv + cfg.w_con * l_con + cfg.w_fea * l_fea
+        if cfg.use_entropy:
+            err_g = err_g + cfg.w_inf * l_inf
+        state.opt_g.zero_grad(set_to_none=True)
+        err_g.backward()
+        D.requires_grad_(True)
+        _sync_grads(G, weight, world)
+        state.opt_g.step()
+
+        losses = torch.stack([err_d, err_g, l_adv, l_con, l_fea, l_inf]).detach().double().cpu()
+        losses = _global_mean(losses, weight, world)
+        if not torch.isfinite(losses).all():
+            raise TrainingDiverged(f"loss became NaN/inf in epoch {state.epoch + 1} "
+                                   f"(loss_d={losses[0]:.4g}, loss_g={losses[1]:.4g}); try a lower --lr")
+        if losses[0] < D_COLLAPSE:  # same decision on every rank: the loss is global
+            _init_weights(D, cfg.seed + 7919 * (state.d_reinits + 2))
+            state.d_reinits += 1
+        sums += losses
+        seen += len(idx)
+        if bar is not None:
+            rate = seen / (time.perf_counter() - t0)
+            bar.set_postfix(loss_d=f"{losses[0]:.3f}", loss_g=f"{losses[1]:.3f}",
+                            loss_con=f"{losses[3]:.3f}", img_s=f"{rate:.0f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    _sync_buffers(G, world)
+    _sync_buffers(D, world)
+    n = max(len(plan), 1)
+    names = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf")
+    out = {k: float(v) / n for k, v in zip(names, sums)}
+    out["images"] = seen
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+@torch.no_grad()
+def per_image_errors(G: Generator, D: Discriminator, x: torch.Tensor, device: torch.device,
+                     batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image L_con (mean |x - x_hat|) and L_fea (mean (f(x) - f(x_hat))^2), eval mode."""
+    G.eval()
+    D.eval()
+    cons, feas = [], []
+    for chunk in x.split(batch):
+        xb = chunk.to(device)
+        x_hat, _ = G(xb)
+        _, f_x = D(xb)
+        _, f_hat = D(x_hat)
+        cons.append(loss_con(xb, x_hat, per_image=True).cpu())
+        feas.append(loss_fea(f_x, f_hat, per_image=True).cpu())
+    if not cons:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(cons), torch.cat(feas)
+
+
+def validate(state: TrainState, val_x: torch.Tensor, device: torch.device) -> dict:
+    """Validation figures on normal-only held-out images (no labels, no test data)."""
+    con, fea = per_image_errors(state.G, state.D, val_x, device)
+    if len(con) == 0:
+        return {"val_loss_con": math.nan, "val_loss_fea": math.nan}
+    return {"val_loss_con": float(con.mean()), "val_loss_fea": float(fea.mean())}
+
+
+def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device,
+        checkpoint: Path | None = None, on_epoch: EpochCallback | None = None) -> TrainState:
+    """Train for cfg.epochs, resuming from `checkpoint` if it holds this trial's state."""
+    rank, world = _world()
+    if cfg.batch_size < 2 * world:
+        raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} ranks (need >= {2 * world})")
+    make_deterministic(device)
+    state = build_state(cfg, split.train.shape[1], device)
+    key = cfg.key()
+    if checkpoint is not None:
+        load_checkpoint(state, key, checkpoint, device)
+    while state.epoch < cfg.epochs:
+        metrics = train_epoch(state, cfg, split.train, device, opts.progress)
+        state.epoch += 1
+        metrics.update(validate(state, split.val, device), epoch=state.epoch, d_reinits=state.d_reinits)
+        state.history.append(metrics)
+        if rank == 0 and checkpoint is not None:
+            save_checkpoint(state, key, checkpoint)
+        if world > 1:
+            dist.barrier()
+        if on_epoch is not None and rank == 0:
+            on_epoch(metrics, checkpoint)
+    return state

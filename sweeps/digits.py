@@ -1,0 +1,19 @@
+"""Embedded default sweep: scikit-learn's digits, all 10 classes x 2 seeds x 4 variants.
+
+No download, no GPU: done in minutes on 2 cores.
+    python sweeps/digits.py            # or: novelty sweep sweeps/digits.py
+    python sweeps/digits.py --smoke-test
+"""
+from novelty.config import VARIANTS
+from novelty.grid import Sweep
+
+SWEEP = Sweep(
+    name="digits",
+    # 10 classes x 2 seeds x 4 variants = 80 trials
+    grid={"normal_class": range(10), "seed": [0, 1], "variant": VARIANTS},
+    fixed={"dataset": "digits", "epochs": 5},
+    cpus_per_trial=1,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(SWEEP.main())
