@@ -1,0 +1,311 @@
+"""Aggregate a results folder into mean ± std tables, paired ablation tests and plots.
+
+Conventions (repeated in the notes under every written table):
+- A cell is "mean ± std (n)" over the seeds of one (dataset, variant, config, class);
+  std uses ddof=1 (pandas' default), so it is blank when n = 1.
+- Rows are variants; when a hyper-parameter other than seed / normal_class / variant
+  varies within a dataset, the row label names it ("full (epochs=5)"), so different
+  configurations are never averaged together.
+- Mean column: the mean over classes of the per-class means. Its std is the std
+  (ddof=1) over seeds of each seed's mean over classes, given only when every seed
+  covers every class; its n is the number of seeds.
+- Paired differences: variant a − variant b on the (class, seed) pairs both have,
+  with the Wilcoxon signed-rank test (scipy defaults: zero differences dropped).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+from scipy.stats import wilcoxon
+from sklearn.metrics import roc_curve
+
+from .config import VARIANTS, TrialConfig
+from .results import ResultsError, open_store, read_rows, read_scores
+
+FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
+HYPER_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in FIXED_FIELDS)
+PAPER_LABELS = {"paper (full)": "paper: full (Tian et al.)"}
+NOTES = (
+    "Cells: mean ± std (n) of the AUC over seeds; std with ddof=1 (blank when n = 1). "
+    "Mean column: mean over classes of the per-class means; its ± is the std (ddof=1) over seeds "
+    "of each seed's class-mean, shown only when every seed covers every class; its n is the number of seeds. "
+    "Rows labelled 'paper' are the published AUCs of Tian et al. (MMAsia '20), tables 1-4; "
+    "their mean is the paper's, over all of its classes, whichever classes were run here."
+)
+ABLATION_NOTES = (
+    "a − b over the (class, seed) pairs both variants have, within one dataset and configuration; "
+    "std with ddof=1; p: two-sided Wilcoxon signed-rank test (scipy defaults, zero differences dropped); "
+    "p is blank when there are fewer than 2 pairs or every difference is zero."
+)
+
+
+@dataclass
+class Report:
+    """What `write_report` computed and where it wrote it."""
+
+    summary: pd.DataFrame
+    """Long form: dataset, label, variant, config, normal_class, mean, std, n."""
+    tables: dict[str, pd.DataFrame]
+    """Dataset -> wide table of formatted cells (rows: labels, columns: classes + mean)."""
+    paired: pd.DataFrame
+    """Paired differences between variants (see `paired_differences`)."""
+    files: list[str] = field(default_factory=list)
+    """Every file written."""
+
+
+def _fmt_value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Add `config` (the hyper-parameters that vary within the row's dataset, "" if none)
+    and `label` (variant plus that config) to a copy of `rows`."""
+    out = rows.copy()
+    out["normal_class"] = out["normal_class"].astype(int)
+    out["config"] = ""
+    for _, idx in out.groupby("dataset").groups.items():
+        part = out.loc[idx]
+        varying = [c for c in HYPER_FIELDS if c in part and part[c].nunique(dropna=False) > 1]
+        if varying:
+            out.loc[idx, "config"] = part[varying].apply(
+                lambda r: ", ".join(f"{c}={_fmt_value(r[c])}" for c in varying), axis=1)
+    out["label"] = [f"{v} ({c})" if c else v for v, c in zip(out["variant"], out["config"])]
+    return out
+
+
+def _order(frame: pd.DataFrame, *extra: str) -> pd.DataFrame:
+    """Sort by dataset, variant (in VARIANTS order), config, then `extra` columns."""
+    rank = {v: i for i, v in enumerate(VARIANTS)}
+    return frame.assign(_r=frame["variant"].map(rank).fillna(len(rank))).sort_values(
+        ["dataset", "_r", "config", *extra], kind="stable").drop(columns="_r").reset_index(drop=True)
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, label, class): mean, std (ddof=1) and n of the AUC over seeds."""
+    labelled = label_rows(rows)
+    keys = ["dataset", "label", "variant", "config", "normal_class"]
+    out = labelled.groupby(keys, sort=False)["auc"].agg(["mean", "std", "count"]).reset_index()
+    return _order(out.rename(columns={"count": "n"}), "normal_class")
+
+
+def class_mean_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, label): the mean over classes of the per-class means, and the std
+    (ddof=1) over seeds of each seed's class-mean when every seed covers every class."""
+    labelled = label_rows(rows)
+    records = []
+    for (dataset, label), part in labelled.groupby(["dataset", "label"], sort=False):
+        classes = set(part["normal_class"])
+        per_class = part.groupby("normal_class")["auc"].mean()
+        complete = all(set(g["normal_class"]) == classes for _, g in part.groupby("seed"))
+        per_seed = part.groupby("seed")["auc"].mean() if complete else pd.Series(dtype=float)
+        records.append({"dataset": dataset, "label": label, "variant": part["variant"].iloc[0],
+                        "config": part["config"].iloc[0], "mean": per_class.mean(),
+                        "std": per_seed.std() if complete else np.nan,
+                        "n": part["seed"].nunique(), "complete": complete})
+    return _order(pd.DataFrame(records))
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's published AUCs: table, dataset, method, normal_class (str: 0-9 or mean), auc."""
+    with resources.files("novelty").joinpath("paper_tables.csv").open("r") as fh:
+        paper = pd.read_csv(fh, dtype={"normal_class": str})
+    labels = [f"paper T4: {m}" if t == 4 else PAPER_LABELS.get(m, f"paper: {m}")
+              for t, m in zip(paper["table"], paper["method"])]
+    return paper.assign(label=labels)
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    return f"{mean:.3f} ({n})" if pd.isna(std) else f"{mean:.3f} ± {std:.3f} ({n})"
+
+
+def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Dataset -> table of formatted cells: our labels then the paper's, classes + mean."""
+    summary, means, paper = summary_table(rows), class_mean_table(rows), paper_table()
+    tables = {}
+    for dataset, part in summary.groupby("dataset", sort=False):
+        classes = sorted(part["normal_class"].unique())
+        cols = [str(c) for c in classes] + ["mean"]
+        labels = list(dict.fromkeys(part["label"]))
+        ours = {lab: {str(r.normal_class): _cell(r.mean, r.std, r.n) for r in part[part["label"] == lab].itertuples()}
+                for lab in labels}
+        for r in means[means["dataset"] == dataset].itertuples():
+            ours[r.label]["mean"] = _cell(r.mean, r.std, r.n)
+        theirs = paper[paper["dataset"] == dataset]
+        for lab, p in theirs.groupby("label", sort=False):
+            ours[lab] = {str(c): f"{a:.3f}" for c, a in zip(p["normal_class"], p["auc"])}
+        table = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=cols).fillna("")
+        table.index.name = "method"
+        tables[dataset] = table
+    return tables
+
+
+def paired_differences(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of variants (later − earlier in base, entropy, cam, full) within each
+    dataset and config: mean and std (ddof=1) of the differences over shared (class, seed)
+    pairs, n_pairs, and the Wilcoxon signed-rank p-value (NaN, with a note, if undefined)."""
+    labelled = label_rows(rows)
+    records = []
+    for (dataset, config), part in labelled.groupby(["dataset", "config"], sort=False):
+        present = [v for v in VARIANTS if v in set(part["variant"])]
+        aucs = part.pivot_table(index=["normal_class", "seed"], columns="variant", values="auc",
+                                aggfunc="mean").reindex(columns=present)
+        for b, a in itertools.combinations(present, 2):
+            both = aucs[[a, b]].dropna()
+            diff = (both[a] - both[b]).to_numpy()
+            p, note = wilcoxon_p(both[a].to_numpy(), both[b].to_numpy())
+            records.append({"dataset": dataset, "config": config, "a": a, "b": b, "comparison": f"{a} − {b}",
+                            "mean_diff": diff.mean() if len(diff) else np.nan,
+                            "std_diff": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                            "n_pairs": len(diff), "wilcoxon_p": p, "note": note})
+    columns = ["dataset", "config", "a", "b", "comparison", "mean_diff", "std_diff", "n_pairs", "wilcoxon_p", "note"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    """Two-sided Wilcoxon signed-rank p-value of a − b, or (NaN, why) when it is undefined."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(diff) < 2:
+        return float("nan"), f"{len(diff)} pair(s): no test"
+    if np.all(diff == 0):
+        return float("nan"), "all differences are zero: no test"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = float(wilcoxon(a, b).pvalue)
+    return p, "; ".join(sorted({str(w.message) for w in caught}))
+
+
+def roc_points(scores: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve (fpr, tpr) of one trial's per-image scores (label 1 = outlier)."""
+    part = scores[scores["key"] == key]
+    if part.empty or part["label"].nunique() < 2:
+        raise ResultsError(f"trial {key} has no scores with both labels; cannot draw its ROC")
+    fpr, tpr, _ = roc_curve(part["label"].to_numpy(), part["score"].to_numpy())
+    return fpr, tpr
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table, the index as the first column."""
+    head = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "|" + "---|" * len(head)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join(_md_escape(v) for v in [idx, *row.tolist()]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    out = str(text).replace("\\", r"\textbackslash{}")
+    for ch in "&%$#_{}":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("±", r"$\pm$").replace("−", "$-$")
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A LaTeX tabular (no packages needed), the index as the first column."""
+    head = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = [r"\begin{table}", r"\centering", r"\caption{" + _tex_escape(caption) + "}",
+             r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\hline",
+             " & ".join(_tex_escape(h) for h in head) + r" \\", r"\hline"]
+    for idx, row in table.iterrows():
+        lines.append(" & ".join(_tex_escape(v) for v in [idx, *row.tolist()]) + r" \\")
+    lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def ablation_display(paired: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences formatted for Markdown / LaTeX."""
+    def num(v: float, spec: str) -> str:
+        return "" if pd.isna(v) else format(v, spec)
+
+    shown = pd.DataFrame({
+        "config": list(paired["config"]), "mean diff": [num(v, "+.4f") for v in paired["mean_diff"]],
+        "std": [num(v, ".4f") for v in paired["std_diff"]], "n pairs": [str(n) for n in paired["n_pairs"]],
+        "Wilcoxon p": [num(v, ".4g") for v in paired["wilcoxon_p"]], "note": list(paired["note"])},
+        index=[f"{d}: {c}" for d, c in zip(paired["dataset"], paired["comparison"])])
+    shown.index.name = "comparison"
+    return shown if paired["config"].astype(bool).any() else shown.drop(columns="config")
+
+
+class _Writer:
+    """Writes bytes under a local folder or a pyarrow.fs URI, remembering what it wrote."""
+
+    def __init__(self, out: str) -> None:
+        self.fs, self.base = open_store(out)
+        self.out, self.files = out, []
+        try:
+            self.fs.create_dir(self.base, recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"cannot create the report folder {out}: {exc}") from exc
+
+    def put(self, name: str, data: str | bytes) -> None:
+        path = f"{self.base}/{name}"
+        try:
+            with self.fs.open_output_stream(path) as fh:
+                fh.write(data.encode() if isinstance(data, str) else data)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"cannot write {path}: {exc}") from exc
+        self.files.append(path if isinstance(self.fs, pafs.LocalFileSystem) else f"{self.out.rstrip('/')}/{name}")
+
+
+def write_report(uri: str, out_dir: str | None = None, plots: bool = True) -> Report:
+    """Read every row under `uri`, print the tables and write them under `out_dir`
+    (default `<uri>/tables`; a local path or any pyarrow.fs URI) as Markdown, CSV and
+    LaTeX, the ablation as its own table, and (if `plots`) PNG bar and ROC plots."""
+    rows = read_rows(uri)
+    if rows.empty or "auc" not in rows:
+        raise ResultsError(f"no trial rows under {uri.rstrip('/')}/rows: nothing to report")
+    out = out_dir or f"{uri.rstrip('/')}/tables"
+    writer = _Writer(out)
+    summary, means, tables = summary_table(rows), class_mean_table(rows), wide_tables(rows)
+    paired = paired_differences(rows)
+    report_md = [f"# Results: {uri}\n", f"{len(rows)} trials. {NOTES}\n"]
+    for dataset, table in tables.items():
+        md = to_markdown(table)
+        writer.put(f"{dataset}.md", f"# {dataset}: AUC per normal class\n\n{md}\n{NOTES}\n")
+        writer.put(f"{dataset}.csv", table.to_csv())
+        writer.put(f"{dataset}.tex", to_latex(table, f"{dataset}: AUC per normal class, mean ± std (n) over seeds"))
+        report_md.append(f"## {dataset}\n\n{md}")
+        print(f"\n{dataset}: AUC per normal class (mean ± std (n) over seeds)\n{md}")
+    long = pd.concat([summary.assign(source="ours"),
+                      means.drop(columns="complete").assign(normal_class="mean", source="ours"),
+                      paper_table().rename(columns={"auc": "mean"}).assign(source="paper")], ignore_index=True)
+    writer.put("summary.csv", long.to_csv(index=False))
+    if not paired.empty:
+        shown = ablation_display(paired)
+        md = to_markdown(shown)
+        writer.put("ablation.md", f"# Ablation: paired differences between variants\n\n{md}\n{ABLATION_NOTES}\n")
+        writer.put("ablation.csv", paired.to_csv(index=False))
+        writer.put("ablation.tex", to_latex(shown, "Paired AUC differences between variants (Wilcoxon signed-rank)"))
+        report_md.append(f"## Ablation: paired differences\n\n{md}\n{ABLATION_NOTES}\n")
+        print(f"\nAblation: paired differences (a − b)\n{md}")
+    if plots:
+        from .plots import class_bars_png, roc_png
+
+        labelled = label_rows(rows)
+        for dataset in tables:
+            writer.put(f"{dataset}_auc.png", class_bars_png(summary[summary["dataset"] == dataset], dataset))
+            first = labelled[labelled["dataset"] == dataset]
+            first = first[first["seed"] == first.groupby(["label", "normal_class"])["seed"].transform("min")]
+            report_md.append(f"![{dataset} AUC]({dataset}_auc.png)\n")
+            scores = read_scores(uri, set(first["key"]))
+            if not scores.empty:
+                writer.put(f"{dataset}_roc.png", roc_png(first, scores, dataset))
+                report_md.append(f"![{dataset} ROC]({dataset}_roc.png)\n")
+    writer.put("report.md", "\n".join(report_md))
+    print(f"\nwrote {len(writer.files)} files to {out}")
+    return Report(summary=summary, tables=tables, paired=paired, files=list(writer.files))
+
