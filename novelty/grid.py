@@ -114,7 +114,11 @@ class SweepOptions:
         return self.results or f"results/{sweep.name}"
 
     def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
-        return RunOptions(data_root=self.data_root, cache_dir=self.cache_dir, out=self.results_uri(sweep),
+        """Trial options with local paths made absolute (Ray workers run in other folders)."""
+        out = self.results_uri(sweep)
+        out = out if "://" in out else str(Path(out).absolute())
+        return RunOptions(data_root=str(Path(self.data_root).absolute()) if self.data_root else "",
+                          cache_dir=str(Path(self.cache_dir).absolute()), out=out,
                           sweep=sweep.name, progress=False, **kw)
 
     def resources(self, sweep: Sweep) -> Sweep:
@@ -178,7 +182,7 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
     if not 0 <= index < len(trials):
         raise ConfigError(f"array index {index} is outside the sweep's {len(trials)} trials (0..{len(trials) - 1})")
     cfg = trials[index]
-    run = opts.run_options(sweep, progress=False)
+    run = opts.run_options(sweep)  # progress is already off
     if cfg.key() in existing_keys(run.out):
         print(f"trial {index} ({cfg.run_name()}) already has a row; nothing to do")
         return 0

@@ -19,6 +19,7 @@ import ray
 from ray import tune
 
 from .config import RunOptions, TrialConfig
+from .data import load_imageset
 from .grid import Sweep, SweepOptions
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
@@ -116,6 +117,8 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
           f"{len(pending)} to run -> {uri}", flush=True)
     if not pending:
         return SweepSummary(len(trials), len(trials), 0, [])
+    for dataset in sorted({t.dataset for t in pending}):  # fail fast on bad data; warm the cache
+        load_imageset(dataset, opts.data_root, opts.cache_dir)
     _ensure_ray(opts.ray_address)
     have_gpu = ray.cluster_resources().get("GPU", 0) > 0
     ranks = max(1, sweep.ranks_per_trial)

@@ -1,0 +1,19 @@
+"""CIFAR-10, paper tables 3-4: 10 normal classes x 20 seeds x the 4 variants, 15 epochs.
+
+    ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root /data
+    python sweeps/cifar10.py --data-root ../shared/data --seeds 0 --variants full
+"""
+from novelty.config import VARIANTS
+from novelty.grid import Sweep
+
+SWEEP = Sweep(
+    name="cifar10",
+    # 10 classes x 20 seeds x 4 variants = 800 trials
+    grid={"normal_class": range(10), "seed": range(20), "variant": VARIANTS},
+    fixed={"dataset": "cifar10", "epochs": 15},
+    cpus_per_trial=2,
+    gpus_per_trial=0.25,  # four trials share one GPU; each needs well under 2 GB
+)
+
+if __name__ == "__main__":
+    raise SystemExit(SWEEP.main())

@@ -1,0 +1,59 @@
+"""Shared fixtures: a per-session dataset cache, generated datasets, Ray kept out of ~/.ray."""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["NOVELTY_CACHE"] = str(cache)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # tests only; the real driver keeps token auth
+    yield
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (MNIST's format)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_mnist(tmp_path) -> Path:
+    """A tiny MNIST in torchvision's raw layout: 3 classes, 28x28, random strokes."""
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 90), ("t10k", 60)):
+        labels = np.arange(n) % 3
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 4 + 6 * k: 10 + 6 * k, 4:24] = 200 + rng.integers(0, 55)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def fake_imagefolder(tmp_path) -> Path:
+    """A split ImageFolder tree of PNGs: 2 classes (dark, bright)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tree"
+    for part, n in (("train", 12), ("test", 6)):
+        for k, name in enumerate(("dark", "bright")):
+            d = root / part / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                px = rng.integers(0, 80, (40, 40, 3)) + 150 * k
+                Image.fromarray(px.astype(np.uint8)).save(d / f"{i:04d}.png")
+    return root

@@ -1,0 +1,111 @@
+"""Datasets, the one-class protocol, the tensor cache, and bad data."""
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, write_idx
+from novelty.data import DataError, load_imageset, one_class_split, read_idx
+
+
+def test_digits_protocol(tmp_path):
+    ds = load_imageset("digits", cache_dir=str(tmp_path))
+    assert ds.train_x.shape[1:] == (1, 32, 32) and ds.train_x.dtype == torch.uint8
+    n = len(ds.train_x) + len(ds.test_x)
+    assert n == 1797 and abs(len(ds.train_x) / n - 0.7) < 0.01
+    s = one_class_split(ds, "digits", 3, seed=0, val_fraction=0.15)
+    normal_train = int((ds.train_y == 3).sum())
+    assert len(s.train) + len(s.val) == normal_train
+    assert len(s.val) == round(0.15 * normal_train)
+    assert s.train.min() >= -1 and s.train.max() <= 1
+    assert s.test_labels.tolist() == (ds.test_y != 3).long().tolist()
+    # the seed picks the validation images; the test split never changes
+    s1 = one_class_split(ds, "digits", 3, seed=1, val_fraction=0.15)
+    assert not torch.equal(s.val, s1.val) and torch.equal(s.test, s1.test)
+
+
+def test_cache_is_reused_and_fast(fake_mnist, tmp_path):
+    cache = tmp_path / "cache"
+    first = load_imageset("mnist", str(fake_mnist), str(cache))
+    assert len(list(cache.glob("mnist-*.pt"))) == 1
+    t0 = time.perf_counter()
+    second = load_imageset("mnist", str(fake_mnist), str(cache))
+    assert time.perf_counter() - t0 < 1.0
+    assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
+    # touching a source file changes its mtime: a new cache entry, not stale data
+    f = fake_mnist / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    os.utime(f, (time.time() + 10, time.time() + 10))
+    load_imageset("mnist", str(fake_mnist), str(cache))
+    assert len(list(cache.glob("mnist-*.pt"))) == 2
+
+
+def test_mnist_resized_to_32(fake_mnist):
+    ds = load_imageset("mnist", str(fake_mnist))
+    assert ds.train_x.shape == (90, 1, 32, 32) and ds.test_x.shape == (60, 1, 32, 32)
+    assert ds.n_classes == 10
+
+
+def test_truncated_idx_names_the_file(fake_mnist):
+    f = fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.*truncated"):
+        load_imageset("mnist", str(fake_mnist))
+
+
+def test_idx_roundtrip(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a", a)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a"), a)
+    (tmp_path / "b").write_bytes(b"\x00\x00\x0d\x01")
+    with pytest.raises(DataError, match="magic"):
+        read_idx(tmp_path / "b")
+
+
+def test_imagefolder_and_corrupt_image(fake_imagefolder):
+    ds = load_imageset("imagefolder", str(fake_imagefolder))
+    assert ds.train_x.shape == (24, 3, 32, 32) and ds.n_classes == 2
+    assert ds.test_y.tolist() == [0] * 6 + [1] * 6
+    bad = fake_imagefolder / "test" / "bright" / "0003.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(DataError, match="corrupt image .*0003.png"):
+        load_imageset("imagefolder", str(fake_imagefolder))
+
+
+def test_coil100_protocol(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for obj in range(1, 6):
+        for angle in range(0, 360, 30):  # 12 views per object
+            px = rng.integers(0, 255, (128, 128, 3)).astype(np.uint8)
+            Image.fromarray(px).save(tmp_path / f"obj{obj}__{angle}.png")
+    ds = load_imageset("coil100", str(tmp_path))
+    assert ds.n_classes == 5 and len(ds.train_x) == 60
+    s = one_class_split(ds, "coil100", -1, seed=4, val_fraction=0.0)
+    assert 0 <= s.normal_class < 5
+    assert len(s.train) == round(0.8 * 12)
+    n_in = int((s.test_labels == 0).sum())
+    assert n_in == 12 - len(s.train) and int(s.test_labels.sum()) == n_in  # outliers are half the test set
+    again = one_class_split(ds, "coil100", -1, seed=4, val_fraction=0.0)
+    assert again.normal_class == s.normal_class and torch.equal(again.test, s.test)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_imageset("mnist", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="expected .*MNIST/raw"):
+        load_imageset("mnist", str(tmp_path))
+    with pytest.raises(DataError, match="needs --data-root"):
+        load_imageset("cifar10", "")
+    ds = load_imageset("digits")
+    with pytest.raises(DataError, match="normal class 10 is out of range"):
+        one_class_split(ds, "digits", 10, 0, 0.15)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="../shared/data is absent")
+def test_shared_mnist_is_exact():
+    ds = load_imageset("mnist", str(SHARED_DATA))
+    assert ds.train_x.shape == (60000, 1, 32, 32) and ds.test_x.shape == (10000, 1, 32, 32)
+    assert torch.bincount(ds.test_y).tolist()[:2] == [980, 1135]
