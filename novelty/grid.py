@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib.util
 import itertools
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ class SweepOptions:
     data_root: str = ""
     """Folder holding the dataset (e.g. ../shared/data)."""
     results: str = ""
-    """Results folder or URI (s3://, gs://, NFS path); default results/<sweep name>."""
+    """Results folder or URI (s3://, gs://, NFS path); default env NOVELTY_RESULTS, else results/<sweep name>."""
     cache_dir: str = field(default_factory=default_cache_dir)
     """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
     max_concurrent: int = 0
@@ -111,7 +112,7 @@ class SweepOptions:
     """Render the tables (novelty report) when the sweep finishes."""
 
     def results_uri(self, sweep: Sweep) -> str:
-        return self.results or f"results/{sweep.name}"
+        return self.results or os.environ.get("NOVELTY_RESULTS") or f"results/{sweep.name}"
 
     def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
         """Trial options with local paths made absolute (Ray workers run in other folders)."""
