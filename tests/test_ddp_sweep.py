@@ -1,0 +1,72 @@
+"""A DDP trial (2 gloo ranks on CPU) inside Ray Tune gives the 1-rank result, reproducibly.
+
+The trial's global batch is split across ranks (DESIGN §1, novelty.train), so two
+ranks must end within float rounding of one rank with the same `batch_size`, and
+two runs of the same 2-rank trial must agree exactly (CPU is deterministic).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from novelty.config import RunOptions, TrialConfig  # noqa: E402
+from novelty.grid import Sweep, SweepOptions  # noqa: E402
+from novelty.results import read_rows  # noqa: E402
+from novelty.sweep import run_sweep  # noqa: E402
+from novelty.trial import run_trial  # noqa: E402
+
+TRIAL = {"dataset": "digits", "normal_class": 0, "seed": 0, "variant": "full", "epochs": 1, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray per module: 2 CPUs, no dashboard, small object store, token auth off
+    (tests only), its own temp dir so it never joins another Ray on this machine."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "disabled")
+    for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        mp.delenv(var, raising=False)
+    temp = tempfile.mkdtemp(prefix="ray-t", dir="/tmp")  # short: Ray's unix sockets live here
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+             log_to_driver=False, _temp_dir=temp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        mp.undo()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def _ddp_sweep_auc(results: str, cache: str) -> float:
+    sweep = Sweep(name="ddp-test", fixed=TRIAL, cpus_per_trial=2, ranks_per_trial=2, max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=results, cache_dir=cache, report=False))
+    assert summary.ran == 1 and not summary.failed, summary
+    rows = read_rows(results)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["key"] == TrialConfig(**TRIAL).key()
+    assert row["world_size"] == 2
+    assert row["batch_size"] == 64
+    return float(row["auc"])
+
+
+def test_two_rank_trial_in_tune_matches_one_rank(ray_cluster, cache, tmp_path):
+    cfg = TrialConfig(**TRIAL)
+    single = run_trial(cfg, RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1,
+                                       progress=False), checkpoint=None)
+    assert single["world_size"] == 1
+
+    first = _ddp_sweep_auc(str(tmp_path / "ddp-a"), cache)
+    second = _ddp_sweep_auc(str(tmp_path / "ddp-b"), cache)
+
+    assert first == second, "two runs of the same 2-rank trial differ"
+    assert abs(first - single["auc"]) <= 0.01, (first, single["auc"])
