@@ -107,7 +107,7 @@ class SweepOptions:
     ranks_per_trial: int = 0
     """Override the sweep's DDP ranks per trial (0 = the sweep's)."""
     ray_address: str = ""
-    """Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local one)."""
+    """Ray cluster to join: host:port, "auto", or "local" for a new one (default: RAY_ADDRESS, else a running cluster, else a new local one)."""
     report: bool = True
     """Render the tables (novelty report) when the sweep finishes."""
 
