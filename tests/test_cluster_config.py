@@ -32,9 +32,11 @@ def _setup_text(config: dict) -> str:
 @pytest.mark.parametrize("name", ["gpu.yaml", "local.yaml"])
 def test_config_is_valid_and_installs_the_package(name):
     config = _prepared(name)
-    # `ray submit` copies only the sweep file: the package comes from these.
-    assert config["file_mounts"]["~/novelty"] == "."
-    assert "pip install" in _setup_text(config) and "-e ~/novelty" in _setup_text(config)
+    # `ray submit` copies only the sweep file (to ~/): the package comes from these. The
+    # source must not sit at ~/novelty, beside the sweep file, or it shadows the package.
+    assert config["file_mounts"]["~/novelty-src"] == "."
+    assert "~/novelty" not in config["file_mounts"]
+    assert "pip install -q ~/novelty-src" in _setup_text(config)
     # Results: one shared place, set once.
     assert _setup_text(config).count("NOVELTY_RESULTS=") == 1
     # The dashboard listens on the head's localhost only (reach it with `ray dashboard`).
