@@ -120,9 +120,12 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     for dataset in sorted({t.dataset for t in pending}):  # fail fast on bad data; warm the cache
         load_imageset(dataset, opts.data_root, opts.cache_dir)
     _ensure_ray(opts.ray_address)
-    have_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    # an autoscaling cluster may have no GPU node up yet: NOVELTY_GPU_CLUSTER=1 says one will come
+    have_gpu = ray.cluster_resources().get("GPU", 0) > 0 or os.environ.get("NOVELTY_GPU_CLUSTER") == "1"
     ranks = max(1, sweep.ranks_per_trial)
-    gpus = max(sweep.gpus_per_trial, float(ranks) if sweep.gpus_per_trial >= 1 else 0.0) if have_gpu else 0.0
+    gpus = sweep.gpus_per_trial if have_gpu else 0.0
+    if have_gpu and ranks > 1:
+        gpus = max(gpus, float(ranks))  # one whole GPU per DDP rank: nccl rejects two ranks on one GPU
     cpus = max(sweep.cpus_per_trial, float(ranks) if not gpus else 1.0)
     device = "cuda" if gpus > 0 else "cpu"
     threads = max(1, int(cpus // ranks)) if device == "cpu" else max(1, int(cpus))
