@@ -159,3 +159,14 @@ def test_two_rank_gloo_run(tmp_path):
     assert r2.loc[0, "n_train"] == r1.loc[0, "n_train"]
     assert abs(r2.loc[0, "auc"] - r1.loc[0, "auc"]) < 0.05
     assert abs(r2.loc[0, "final_loss_con"] - r1.loc[0, "final_loss_con"]) < 0.05
+
+
+def test_results_to_a_uri(tmp_path):
+    """Results may be a pyarrow.fs URI (file:// here; s3:// and gs:// take the same path)."""
+    uri = f"file://{tmp_path}/remote"
+    cfg = TrialConfig(normal_class=5, epochs=1)
+    row = run_trial(cfg, RunOptions(out=uri, progress=False, checkpoint_dir=str(tmp_path / "ck")))
+    assert (tmp_path / "remote" / "rows" / f"{cfg.key()}.parquet").exists()
+    rows = read_rows(uri)
+    assert list(rows["key"]) == [cfg.key()] and rows.loc[0, "auc"] == row["auc"]
+    assert len(read_scores(uri)) == row["n_test"]
