@@ -150,6 +150,15 @@ def train_epoch(state: TrainState, cfg: TrialConfig, train_x: torch.Tensor, devi
     """One pass over the normal training images; returns the epoch's mean losses."""
     rank, world = _world()
     G, D = state.G.train(), state.D.train()
+    # Speed only, same values: on CPU the weights take the channels-last layout the models
+    # run their activations in (models._layout), so oneDNN does not reorder them on every
+    # call; and `torch.empty` skips the NaN fill that use_deterministic_algorithms turns on
+    # (it guards kernels that read memory they never wrote; none in this step does).
+    if device.type == "cpu":
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    fill_uninitialized = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
     plan = batches(len(train_x), cfg.batch_size, gen, world)
     bar = None
@@ -210,6 +219,7 @@ def train_epoch(state: TrainState, cfg: TrialConfig, train_x: torch.Tensor, devi
             bar.update(1)
     if bar is not None:
         bar.close()
+    torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
     _sync_buffers(G, world)
     _sync_buffers(D, world)
     n = max(len(plan), 1)
