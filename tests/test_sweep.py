@@ -26,7 +26,8 @@ TINY = Sweep(
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
+             log_to_driver=False)
     yield
     ray.shutdown()
 
