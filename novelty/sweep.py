@@ -41,7 +41,10 @@ def _report_epoch(metrics: dict, checkpoint: Path | None) -> None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy2(checkpoint, Path(tmp) / CKPT_NAME)
+        try:  # a hard link, not a copy (~33 MB): save_checkpoint replaces the file, never rewrites it
+            os.link(checkpoint, Path(tmp) / CKPT_NAME)
+        except OSError:  # another filesystem
+            shutil.copy2(checkpoint, Path(tmp) / CKPT_NAME)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
@@ -138,7 +141,10 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid
         param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in pending]),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
-        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False),
+        # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
+        # process that imports torch again (seconds per trial; see bench/sweep_overhead.py). A
+        # trial leaves no state there that the next one reads; a failed trial's actor is not reused.
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=f"{storage}/_ray",
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
