@@ -1,14 +1,13 @@
 """torch.distributed set-up for multi-rank trials: under torchrun / srun (env://), or
-ranks started here with torch.multiprocessing (a sweep trial with several ranks)."""
+ranks 1.. started as local processes by a sweep trial that runs rank 0 itself."""
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 
 def backend_for(device: str) -> str:
@@ -31,21 +30,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rank_main(rank: int, world: int, port: int, backend: str, fn: Callable, args: tuple, queue: Any = None) -> None:
+def rank_main(rank: int, world: int, port: int, backend: str, fn: Callable, args: tuple) -> None:
+    """Entry point of a rank started as a local process: join the group, run fn(*args)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        out = fn(*args)
-        if rank == 0 and queue is not None:
-            queue.put(out)
+        fn(*args)
     finally:
         dist.destroy_process_group()
-
-
-def spawn(fn: Callable, args: tuple, world: int, backend: str = "gloo") -> Any:
-    """Run fn(*args) on `world` local ranks; returns rank 0's return value."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    mp.start_processes(rank_main, args=(world, free_port(), backend, fn, args, queue), nprocs=world,
-                       start_method="spawn", join=True)
-    return queue.get()
