@@ -106,20 +106,17 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 # ------------------------------------------------------------------ slurmctld, slurmd
-if ! running "$STATE/slurmctld.pid"; then
-  slurmctld || die "slurmctld failed to start; see $STATE/slurmctld.log"
-  for _ in $(seq 50); do running "$STATE/slurmctld.pid" && break; sleep 0.2; done
-  running "$STATE/slurmctld.pid" || die "slurmctld did not start; see $STATE/slurmctld.log"
-  echo "slurmctld $(cat "$STATE/slurmctld.pid")" >>"$started"
-  echo "slurm-up: started slurmctld"
-fi
-if ! running "$STATE/slurmd.pid"; then
-  slurmd || die "slurmd failed to start; see $STATE/slurmd.log"
-  for _ in $(seq 50); do running "$STATE/slurmd.pid" && break; sleep 0.2; done
-  running "$STATE/slurmd.pid" || die "slurmd did not start; see $STATE/slurmd.log"
-  echo "slurmd $(cat "$STATE/slurmd.pid")" >>"$started"
-  echo "slurm-up: started slurmd"
-fi
+start_daemon() {  # start_daemon NAME: start slurmctld or slurmd unless its pid file says it runs
+  local name=$1 pidfile="$STATE/$1.pid"
+  running "$pidfile" && return 0
+  "$name" || die "$name failed to start; see $STATE/$name.log"
+  for _ in $(seq 50); do running "$pidfile" && break; sleep 0.2; done
+  running "$pidfile" || die "$name did not start; see $STATE/$name.log"
+  echo "$name $(cat "$pidfile")" >>"$started"
+  echo "slurm-up: started $name"
+}
+start_daemon slurmctld
+start_daemon slurmd
 
 # ------------------------------------------------------------------ wait for the node
 deadline=$((SECONDS + TIMEOUT))
