@@ -92,6 +92,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "started_at": started, "finished_at": _now(),
     }
     row["epochs_run"] = len(hist)
+    row["resumed_from_epoch"] = state.resumed_from  # 0: trained from scratch in one go
     if write:
         frame = pd.DataFrame({"key": cfg.key(), "index": range(len(scores.labels)), "label": scores.labels,
                               "score": scores.score, "raw_score": scores.raw})
