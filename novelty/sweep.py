@@ -75,21 +75,27 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
     return row  # type: ignore[return-value]
 
 
-def trainable(config: dict) -> None:
-    """Tune trainable: a plain function of its config dict (one trial)."""
-    cfg = TrialConfig(**config["trial"])
+def trainable(config: dict, trials: dict[str, dict]) -> None:
+    """Tune trainable: a plain function of its config dict (one trial, named by config["run_name"]).
+
+    `trials` maps run names to TrialConfig fields; it reaches the workers once through
+    tune.with_parameters, so the grid's axis Tune shows and stores is the run name alone.
+    """
+    cfg = TrialConfig(**trials[config["run_name"]])
     opts = RunOptions(**config["run"])
     ranks = int(config.get("ranks", 1))
-    ckpt = default_checkpoint(cfg, opts) or Path(tempfile.mkdtemp()) / cfg.key() / CKPT_NAME
+    local = default_checkpoint(cfg, opts)  # beside local results: reruns and Tune's retries resume from it
+    ckpt = local or Path(tempfile.mkdtemp()) / cfg.key() / CKPT_NAME
     resumed = tune.get_checkpoint()
-    if resumed is not None:  # a Tune retry: its last reported epoch wins
+    if resumed is not None:  # a Tune retry of a trial whose results are remote: its last epoch wins
         with resumed.as_directory() as d:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(d) / CKPT_NAME, ckpt)
     fail_dir = config.get("fail_once_dir")
 
     def on_epoch(metrics: dict, path: Path | None) -> None:
-        _report_epoch({**metrics, "key": cfg.key(), "done": False}, path)
+        # the checkpoint goes to Tune only when no local one survives the process (remote results)
+        _report_epoch({**metrics, "key": cfg.key(), "done": False}, None if local else path)
         marker = Path(fail_dir) / cfg.key() if fail_dir else None
         if marker is not None and not marker.exists():  # test hook: fail once, after a checkpoint
             marker.touch()
@@ -135,11 +141,12 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     run = opts.run_options(sweep, device=device, threads=threads)
     _, base = open_store(uri)
     storage = base if "://" not in uri else uri.rstrip("/")
+    by_name = {t.run_name(): dataclasses.asdict(t) for t in pending}
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus}),
-        # one Tune trial per pending (class x seed x variant x ...) tuple of the grid
-        param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in pending]),
+        tune.with_resources(tune.with_parameters(trainable, trials=by_name), {"cpu": cpus, "gpu": gpus}),
+        # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by run name
+        param_space={"run_name": tune.grid_search(list(by_name)),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
         # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
         # process that imports torch again (seconds per trial; see bench/sweep_overhead.py). A
@@ -153,7 +160,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
         ),
     )
     grid = tuner.fit()
-    failed = [str(r.config["trial"]) for r in grid if r.error is not None]
+    failed = [r.config["run_name"] for r in grid if r.error is not None]
     now_done = existing_keys(uri)
     missing = [t.run_name() for t in pending if t.key() not in now_done]
     if not failed and not missing and "://" not in uri:

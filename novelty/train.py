@@ -42,7 +42,9 @@ def make_deterministic(device: torch.device) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    # torch.use_deterministic_algorithms(True, ...) would also import torch._inductor (~2 s in
+    # every fresh sweep worker) to set torch.compile's flag; nothing here is compiled.
+    torch._C._set_deterministic_algorithms(True, warn_only=device.type != "cpu")
 
 
 def _world() -> tuple[int, int]:
@@ -67,6 +69,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     d_reinits: int = 0
     history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0  # epochs this process found done in the checkpoint (not saved)
 
     def state_dict(self, key: str) -> dict:
         return {"key": key, "epoch": self.epoch, "d_reinits": self.d_reinits, "history": self.history,
@@ -268,6 +271,7 @@ def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device,
     key = cfg.key()
     if checkpoint is not None:
         load_checkpoint(state, key, checkpoint, device)
+        state.resumed_from = state.epoch
     while state.epoch < cfg.epochs:
         metrics = train_epoch(state, cfg, split.train, device, opts.progress)
         state.epoch += 1

@@ -77,6 +77,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "key": cfg.key(), "sweep": opts.sweep, "run_name": cfg.run_name(),
         **dataclasses.asdict(cfg),
         "normal_class": split.normal_class,  # COIL-100's seeded draw resolved
+        "class_drawn": cfg.normal_class < 0,  # the seed drew the class: a repetition, not a per-class cell
         "auc": scores.auc,
         "val_loss_con": last["val_loss_con"], "val_loss_fea": last["val_loss_fea"],
         "final_loss_d": last["loss_d"], "final_loss_g": last["loss_g"], "final_loss_con": last["loss_con"],
@@ -92,6 +93,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "started_at": started, "finished_at": _now(),
     }
     row["epochs_run"] = len(hist)
+    row["resumed_from_epoch"] = state.resumed_from  # 0: trained from scratch in one go
     if write:
         frame = pd.DataFrame({"key": cfg.key(), "index": range(len(scores.labels)), "label": scores.labels,
                               "score": scores.score, "raw_score": scores.raw})

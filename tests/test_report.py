@@ -74,6 +74,22 @@ def test_class_mean_column(results: Path) -> None:
     assert not np.isnan(means.loc["base", "std"])
 
 
+def test_drawn_class_mean_is_over_repetitions(tmp_path: Path) -> None:
+    """COIL-100: each seed draws its object, so the mean column is mean ± std over repetitions."""
+    uri, aucs = tmp_path / "coil", [0.91, 0.95, 0.97, 0.99]
+    for seed, (obj, auc) in enumerate(zip((4, 17, 4, 60), aucs)):  # objects 4, 17, 4, 60 drawn
+        cfg = TrialConfig(dataset="coil100", normal_class=-1, seed=seed, variant="full")
+        row = {"key": cfg.key(), "sweep": "test", **dataclasses.asdict(cfg), "normal_class": obj,
+               "class_drawn": True, "auc": auc}
+        write_trial(str(uri), row, pd.DataFrame({"key": cfg.key(), "index": [0, 1], "label": [0, 1],
+                                                 "score": [0.1, 0.9], "raw_score": [0.1, 0.9]}))
+    means = class_mean_table(read_rows(str(uri))).iloc[0]
+    assert means["mean"] == pytest.approx(np.mean(aucs))  # not the mean of per-object means (0.943)
+    assert means["std"] == pytest.approx(np.std(aucs, ddof=1)) and means["n"] == 4
+    assert wide_tables(read_rows(str(uri)))["coil100"].loc["full", "mean"] == \
+        f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f} (4)"
+
+
 def test_differing_hyperparameter_is_never_averaged(results: Path) -> None:
     rng = np.random.default_rng(1)
     for cls in CLASSES:

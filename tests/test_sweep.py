@@ -89,7 +89,7 @@ def test_failed_trial_is_retried_from_its_checkpoint(swept, tmp_path):
     assert (markers / key).exists()  # it did fail once, after epoch 1
     assert summary.ran == 1 and not summary.failed
     row = read_rows(str(res)).iloc[0]
-    assert row["epochs_run"] == 2
+    assert row["epochs_run"] == 2 and row["resumed_from_epoch"] == 1  # not restarted from scratch
     # resumed from the epoch-1 checkpoint, it ends exactly where an uninterrupted run ends
     assert row["auc"] == read_rows(str(out)).set_index("key").loc[key, "auc"]
 

@@ -65,7 +65,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not (tmp_path / "resumed" / "rows").exists() or not list((tmp_path / "resumed" / "rows").iterdir())
     seen = []
     resumed = run_trial(cfg, _opts(tmp_path / "resumed"), on_epoch=lambda m, p: seen.append(m["epoch"]))
-    assert seen == [2, 3]  # epoch 1 came from the checkpoint
+    assert seen == [2, 3] and resumed["resumed_from_epoch"] == 1  # epoch 1 came from the checkpoint
+    assert whole["resumed_from_epoch"] == 0
     assert resumed["auc"] == whole["auc"]
     assert resumed["final_loss_g"] == whole["final_loss_g"]
 
