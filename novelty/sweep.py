@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +77,12 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
 
 
 def trainable(config: dict, trials: dict[str, dict]) -> None:
-    """Tune trainable: a plain function of its config dict (one trial, named by config["run_name"]).
+    """Tune trainable: a plain function of its config dict (one trial, labelled config["trial"]).
 
-    `trials` maps run names to TrialConfig fields; it reaches the workers once through
-    tune.with_parameters, so the grid's axis Tune shows and stores is the run name alone.
+    `trials` maps trial labels to TrialConfig fields; it reaches the workers once through
+    tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
     """
-    cfg = TrialConfig(**trials[config["run_name"]])
+    cfg = TrialConfig(**trials[config["trial"]])
     opts = RunOptions(**config["run"])
     ranks = int(config.get("ranks", 1))
     local = default_checkpoint(cfg, opts)  # beside local results: reruns and Tune's retries resume from it
@@ -107,6 +108,14 @@ def trainable(config: dict, trials: dict[str, dict]) -> None:
         row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt)
     tune.report({"auc": row["auc"], "key": cfg.key(), "done": True, "epoch": cfg.epochs,
                  "train_seconds": row["train_seconds"]})
+
+
+def trial_labels(trials: list[TrialConfig]) -> dict[str, dict]:
+    """Short unique labels for Tune's progress table (it cuts values to 20 characters):
+    "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart."""
+    short = [f"c{t.normal_class}-{t.variant}-s{t.seed}" for t in trials]
+    counts = Counter(short)
+    return {(s if counts[s] == 1 else f"{s}-{t.key()[:8]}"): dataclasses.asdict(t) for s, t in zip(short, trials)}
 
 
 def _ensure_ray(address: str) -> None:
@@ -141,12 +150,12 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     run = opts.run_options(sweep, device=device, threads=threads)
     _, base = open_store(uri)
     storage = base if "://" not in uri else uri.rstrip("/")
-    by_name = {t.run_name(): dataclasses.asdict(t) for t in pending}
+    by_label = trial_labels(pending)
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, trials=by_name), {"cpu": cpus, "gpu": gpus}),
+        tune.with_resources(tune.with_parameters(trainable, trials=by_label), {"cpu": cpus, "gpu": gpus}),
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by run name
-        param_space={"run_name": tune.grid_search(list(by_name)),
+        param_space={"trial": tune.grid_search(list(by_label)),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
         # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
         # process that imports torch again (seconds per trial; see bench/sweep_overhead.py). A
@@ -160,7 +169,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
         ),
     )
     grid = tuner.fit()
-    failed = [r.config["run_name"] for r in grid if r.error is not None]
+    failed = [r.config["trial"] for r in grid if r.error is not None]
     now_done = existing_keys(uri)
     missing = [t.run_name() for t in pending if t.key() not in now_done]
     if not failed and not missing and "://" not in uri:

@@ -10,7 +10,7 @@ from novelty.config import RunOptions, TrialConfig  # noqa: E402
 from novelty.grid import Sweep, SweepOptions  # noqa: E402
 from novelty.report import summary_table  # noqa: E402
 from novelty.results import delete_trial, existing_keys, read_rows  # noqa: E402
-from novelty.sweep import run_sweep  # noqa: E402
+from novelty.sweep import run_sweep, trial_labels  # noqa: E402
 from novelty.trial import run_trial  # noqa: E402
 
 TINY = Sweep(
@@ -103,3 +103,12 @@ def test_report_numbers_equal_hand_groupby(swept):
     assert len(merged) == 4
     assert (merged["mean_x"] - merged["mean_y"]).abs().max() < 1e-12
     assert (merged["n"] == merged["count"]).all()
+
+
+def test_trial_labels_are_short_unique_and_map_back():
+    grid = Sweep(name="labels", grid={"normal_class": [0, 1], "variant": ["entropy"], "epochs": [2, 3]},
+                 fixed={"dataset": "digits"}).trials() + [TrialConfig(normal_class=9, seed=19, variant="entropy")]
+    labels = trial_labels(grid)
+    assert len(labels) == len(grid)  # epochs alone tell four of them apart: the key is added there
+    assert "c9-entropy-s19" in labels and all(len(lab) <= 23 for lab in labels)
+    assert {TrialConfig(**fields).key() for fields in labels.values()} == {t.key() for t in grid}
