@@ -76,23 +76,12 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
     return row  # type: ignore[return-value]
 
 
-def trainable(config: dict, trials: dict[str, dict]) -> None:
-    """Tune trainable: a plain function of its config dict (one trial, labelled config["trial"]).
-
-    `trials` maps trial labels to TrialConfig fields; it reaches the workers once through
-    tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
-    """
-    cfg = TrialConfig(**trials[config["trial"]])
-    opts = RunOptions(**config["run"])
-    ranks = int(config.get("ranks", 1))
-    local = default_checkpoint(cfg, opts)  # beside local results: reruns and Tune's retries resume from it
-    ckpt = local or Path(tempfile.mkdtemp()) / cfg.key() / CKPT_NAME
+def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path | None, ckpt: Path,
+                    fail_dir: str | None) -> dict:
     resumed = tune.get_checkpoint()
-    if resumed is not None:  # a Tune retry of a trial whose results are remote: its last epoch wins
+    if resumed is not None and local is None:  # a Tune retry of a trial with remote results: its last epoch
         with resumed.as_directory() as d:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(d) / CKPT_NAME, ckpt)
-    fail_dir = config.get("fail_once_dir")
 
     def on_epoch(metrics: dict, path: Path | None) -> None:
         # the checkpoint goes to Tune only when no local one survives the process (remote results)
@@ -103,9 +92,22 @@ def trainable(config: dict, trials: dict[str, dict]) -> None:
             raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.run_name()}")
 
     if ranks > 1:
-        row = _distributed_trial(cfg, opts, ckpt, ranks, on_epoch)
-    else:
-        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt)
+        return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch)
+    return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt)  # type: ignore[return-value]
+
+
+def trainable(config: dict, trials: dict[str, dict]) -> None:
+    """Tune trainable: a plain function of its config dict (one trial, labelled config["trial"]).
+
+    `trials` maps trial labels to TrialConfig fields; it reaches the workers once through
+    tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
+    """
+    cfg = TrialConfig(**trials[config["trial"]])
+    opts = RunOptions(**config["run"])
+    ranks = int(config.get("ranks", 1))
+    local = default_checkpoint(cfg, opts)  # beside local results: reruns and Tune's retries resume from it
+    with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
+        row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME, config.get("fail_once_dir"))
     tune.report({"auc": row["auc"], "key": cfg.key(), "done": True, "epoch": cfg.epochs,
                  "train_seconds": row["train_seconds"]})
 
