@@ -156,7 +156,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, trials=by_label), {"cpu": cpus, "gpu": gpus}),
-        # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by run name
+        # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by short label
         param_space={"trial": tune.grid_search(list(by_label)),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
         # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
