@@ -51,7 +51,7 @@ def plain_trial(cfg: TrialConfig, out: str, cache: str) -> float:
 def plain_loop(trials: list[TrialConfig], cache: str) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as out:
         times = [plain_trial(cfg, out, cache) for cfg in trials]
-        aucs = list(read_rows(out).set_index("key").loc[[t.key() for t in trials], "auc"])
+        aucs = list(read_rows(out).set_index("key").loc[[t.key(load_imageset("digits").fingerprint) for t in trials], "auc"])
     return times, aucs
 
 
@@ -73,7 +73,7 @@ def driver_run(sweep: Sweep, cache: str) -> tuple[float, list[float]]:
         dt = time.perf_counter() - t0
         if summary.ran != len(sweep.trials()) or summary.failed:
             raise SystemExit(f"the driver did not run every trial: {summary}")
-        aucs = list(read_rows(out).set_index("key").loc[[t.key() for t in sweep.trials()], "auc"])
+        aucs = list(read_rows(out).set_index("key").loc[[t.key(load_imageset("digits").fingerprint) for t in sweep.trials()], "auc"])
     return dt, aucs
 
 

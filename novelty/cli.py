@@ -13,9 +13,10 @@ import torch.distributed as dist
 from .config import ConfigError, RunOptions, TrialConfig, add_dataclass_args, from_namespace
 from .data import DataError
 from .results import ResultsError
-from .train import TrainingDiverged
+from .train import CheckpointError, TrainingDiverged
 
-USER_ERRORS = (ConfigError, DataError, ResultsError, TrainingDiverged, FileNotFoundError, PermissionError)
+USER_ERRORS = (ConfigError, DataError, ResultsError, TrainingDiverged, CheckpointError, FileNotFoundError,
+               PermissionError)
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -31,7 +32,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if started:
             dist.destroy_process_group()
     if row is not None:
-        print(f"{cfg.run_name()}  AUC {row['auc']:.4f}  ({row['train_seconds']:.1f}s training, "
+        print(f"{row['run_name']}  AUC {row['auc']:.4f}  ({row['train_seconds']:.1f}s training, "
               f"{row['images_per_second']:.0f} img/s, world_size {row['world_size']})  -> {opts.out}")
     return 0
 

@@ -1,8 +1,9 @@
 """Frozen dataclasses that configure a trial, and the CLI built from them.
 
 A trial's *key* is a short stable hash of exactly the fields of `TrialConfig`
-(dataset, class, seed, variant and every hyper-parameter), so a rerun lands on the
-same key. `RunOptions` holds where and how a trial runs; it never changes the key.
+(dataset, class, seed, variant and every hyper-parameter) and of the fingerprint of
+the data it decoded (two different trees under one dataset name are two trials), so a
+rerun on the same data lands on the same key. `RunOptions` holds where and how a trial runs; it never changes the key.
 The docstring under each field is the `--help` text of its option.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 import textwrap
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 VARIANTS = ("base", "entropy", "cam", "full")
+BASELINES = ("dae", "vae", "ocsvm", "kde")  # the paper's table 2-3 baselines, run in the same harness
+METHODS = VARIANTS + BASELINES
+SCORE_NORMS = ("none", "val")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil100")
 
 
@@ -38,7 +43,7 @@ class TrialConfig:
     seed: int = 0
     """Seed of everything random in the trial: init, validation split, noise, batch order."""
     variant: str = "full"
-    """Ablation variant: base (DAE+D), entropy (+L_inf), cam (+CAM), full (+L_inf +CAM)."""
+    """Ablation variant: base (DAE+D), entropy (+L_inf), cam (+CAM), full (+L_inf +CAM); or a baseline method: dae, vae, ocsvm, kde."""
     epochs: int = 15
     """Training epochs; the model after the last epoch is scored."""
     batch_size: int = 64
@@ -65,20 +70,38 @@ class TrialConfig:
     """Weight of the latent entropy loss L_inf (used by variants entropy and full)."""
     score_lambda: float = 0.9
     """Score A(x) = lambda*L_con(x) + (1-lambda)*L_fea(x)."""
+    score_norm: str = "none"
+    """Scale of each score component before mixing: none (the paper's eq. 7, raw) or val (standardised by its mean and std on the normal validation images; beyond the paper)."""
     val_fraction: float = 0.15
     """Fraction of the normal training images held out for validation."""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be >= 1")
+        if self.variant not in METHODS:
+            raise ConfigError(f"unknown variant {self.variant!r}; choose one of {', '.join(METHODS)}")
+        for name in ("epochs", "nz", "cam_reduction"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be >= 2: BatchNorm needs two images a batch (got {self.batch_size})")
+        for name in ("lr", "beta1", "beta2", "noise_std", "w_adv", "w_con", "w_fea", "w_inf",
+                     "score_lambda", "val_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number (got {getattr(self, name)})")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0 (got {self.lr})")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ConfigError(f"--beta1 and --beta2 must be in [0, 1) (got {self.beta1}, {self.beta2})")
+        for name in ("noise_std", "w_adv", "w_con", "w_fea", "w_inf"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError("val_fraction must be in [0, 1)")
+            raise ConfigError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.score_norm not in SCORE_NORMS:
+            raise ConfigError(f"unknown score_norm {self.score_norm!r}; choose one of {', '.join(SCORE_NORMS)}")
         if not 0.0 <= self.score_lambda <= 1.0:
-            raise ConfigError("score_lambda must be in [0, 1]")
+            raise ConfigError(f"--score-lambda must be in [0, 1] (got {self.score_lambda})")
 
     @property
     def use_cam(self) -> bool:
@@ -88,14 +111,26 @@ class TrialConfig:
     def use_entropy(self) -> bool:
         return self.variant in ("entropy", "full")
 
-    def key(self) -> str:
-        """Short stable hash of every field: the trial's identity in results folders."""
+    @property
+    def is_baseline(self) -> bool:
+        return self.variant in BASELINES
+
+    def config_hash(self) -> str:
+        """Short stable hash of every field (not the data): tells configurations apart."""
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def run_name(self) -> str:
+    def key(self, data: str) -> str:
+        """The trial's identity in results folders: a hash of every field and of `data`, the
+        fingerprint of the decoded dataset (`ImageSet.fingerprint`)."""
+        if not data:
+            raise ValueError("a trial's key needs the fingerprint of its data")
+        blob = json.dumps({**dataclasses.asdict(self), "data": data}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def run_name(self, data: str) -> str:
         """Readable, deterministic name (CleanRL-style) for logs and folders."""
-        return f"{self.dataset}__c{self.normal_class}__{self.variant}__s{self.seed}__{self.key()[:8]}"
+        return f"{self.dataset}__c{self.normal_class}__{self.variant}__s{self.seed}__{self.key(data)[:8]}"
 
 
 def default_cache_dir() -> str:
@@ -124,6 +159,10 @@ class RunOptions:
     """Folder of per-epoch checkpoints (default: <out>/checkpoints/<key> when out is local)."""
     progress: bool = True
     """Show a progress bar per epoch."""
+    trace: bool = False
+    """Also write trace/<key>.parquet: every epoch's validation losses and ORACLE test AUCs (diagnostic only)."""
+    trace_images: int = 2000
+    """Test images (a fixed, seeded subset in stored order) the oracle trace scores each epoch (0 = all)."""
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -153,7 +192,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_)
         else:
-            choices = {"dataset": DATASETS, "variant": VARIANTS}.get(f.name)
+            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS}.get(f.name)
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)
 

@@ -6,6 +6,7 @@ source files' size and mtime, so the next trial on it starts in well under a sec
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -34,6 +35,8 @@ class ImageSet:
     test_x: torch.Tensor
     test_y: torch.Tensor
     n_classes: int
+    fingerprint: str = ""
+    """Hash of the decoded tensors: part of every trial's key (see `fingerprint`)."""
 
     @property
     def channels(self) -> int:
@@ -240,6 +243,16 @@ def _decode_digits() -> ImageSet:
 # ---------------------------------------------------------------- cache + entry point
 
 
+def fingerprint(ds: ImageSet) -> str:
+    """Content hash of a decoded dataset (pixels, labels, split, class count): the same data
+    copied elsewhere gets the same fingerprint, another tree or version another one."""
+    h = hashlib.sha256(f"{ds.n_classes}".encode())
+    for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y):
+        h.update(f"|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
@@ -251,7 +264,10 @@ def _fingerprint(files: list[Path]) -> str:
 def _cached(name: str, files: list[Path], cache_dir: str, decode) -> ImageSet:
     path = Path(cache_dir) / f"{name}-{_fingerprint(files)}.pt"
     if path.exists():
-        return ImageSet(**torch.load(path, weights_only=True))
+        try:
+            return ImageSet(**torch.load(path, weights_only=True))
+        except (OSError, RuntimeError, EOFError, TypeError, ValueError) as exc:  # torn or foreign file
+            print(f"novelty: warning: ignoring the unreadable cache file {path} ({exc}); decoding again")
     ds = decode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +280,12 @@ def _cached(name: str, files: list[Path], cache_dir: str, decode) -> ImageSet:
 
 
 def load_imageset(dataset: str, data_root: str = "", cache_dir: str = "", download: bool = False) -> ImageSet:
-    """Decode (or read from cache) one of the supported datasets."""
+    """Decode (or read from cache) one of the supported datasets, with its fingerprint."""
+    ds = _load_imageset(dataset, data_root, cache_dir, download)
+    return dataclasses.replace(ds, fingerprint=fingerprint(ds))
+
+
+def _load_imageset(dataset: str, data_root: str, cache_dir: str, download: bool) -> ImageSet:
     if dataset == "digits":
         import sklearn.datasets
 
@@ -323,6 +344,21 @@ def one_class_split(ds: ImageSet, dataset: str, normal_class: int, seed: int, va
     if len(train) == 0 or labels.sum() == 0 or labels.sum() == len(labels):
         raise DataError(f"class {normal_class} of {dataset} leaves an empty train set or a one-label test set")
     return Split(to_unit_range(train), to_unit_range(val), to_unit_range(test), labels, normal_class)
+
+
+def check_trainable(ds: ImageSet, dataset: str, normal_class: int, val_fraction: float, min_train: int) -> None:
+    """Fail before any training when a trial could not take one optimiser step (found before
+    Ray starts, so a sweep does not retry a trial that cannot work)."""
+    if dataset == "coil100" and normal_class == -1:
+        return  # the seed draws the class; every COIL object has 72 views
+    _check_class(normal_class, ds.n_classes, dataset)
+    n_pool = int((ds.train_y == normal_class).sum())
+    if dataset == "coil100":
+        n_pool = int(round(0.8 * n_pool))
+    n_train = n_pool - int(round(val_fraction * n_pool))
+    if n_train < min_train:
+        raise DataError(f"normal class {normal_class} of {dataset} has {n_train} training image(s) after the "
+                        f"validation hold-out; a trial needs at least {min_train} (one batch of >= 2 per rank)")
 
 
 def _check_class(k: int, n: int, dataset: str) -> None:

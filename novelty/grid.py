@@ -40,13 +40,18 @@ class Sweep:
     max_failures: int = 2
     """Ray Tune retries of a failed trial; a retry resumes from the last epoch's checkpoint."""
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError naming any grid or fixed field that is not a TrialConfig field.
+        (Called by `main` and `trials`, not at construction, so a sweep file run as a script
+        reports a typo as one line instead of a traceback from its module body.)"""
         unknown = (set(self.grid) | set(self.fixed)) - TRIAL_FIELDS
         if unknown:
-            raise ConfigError(f"sweep {self.name!r}: unknown trial fields {sorted(unknown)}")
+            raise ConfigError(f"sweep {self.name!r}: unknown trial field(s) {', '.join(sorted(unknown))} in its "
+                              f"grid/fixed; valid fields: {', '.join(sorted(TRIAL_FIELDS))}")
 
     def trials(self, opts: "SweepOptions | None" = None) -> list[TrialConfig]:
         """Every trial of the grid, narrowed and overridden by `opts`, in a stable order."""
+        self.check()
         grid = {k: list(v) for k, v in self.grid.items()}
         fixed = dict(self.fixed)
         if opts is not None:
@@ -65,7 +70,10 @@ class Sweep:
                 grid = {k: v[:2] if k in ("normal_class", "variant") else v[:1] for k, v in grid.items()}
                 fixed["epochs"] = 1
         names = list(grid)
-        return [TrialConfig(**fixed, **dict(zip(names, values))) for values in itertools.product(*grid.values())]
+        trials = [TrialConfig(**fixed, **dict(zip(names, values))) for values in itertools.product(*grid.values())]
+        if not trials:
+            raise ConfigError(f"sweep {self.name!r} has no trials (an empty value list in its grid or options)")
+        return trials
 
     def main(self, argv: list[str] | None = None) -> int:
         """Entry point of a sweep file: parse SweepOptions and run the sweep through Ray Tune."""
@@ -75,7 +83,7 @@ class Sweep:
         ns = parser.parse_args(argv)
         from .cli import run_user_command
 
-        return run_user_command(lambda: _run_with_ray(self, from_namespace(SweepOptions, ns)))
+        return run_user_command(lambda: _run_with_ray(self, from_namespace(SweepOptions, ns)))  # checks itself
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,8 @@ class SweepOptions:
     """Ray cluster to join: host:port, "auto", or "local" for a new one (default: RAY_ADDRESS, else a running cluster, else a new local one)."""
     report: bool = True
     """Render the tables (novelty report) when the sweep finishes."""
+    trace: bool = False
+    """Write every trial's per-epoch trace (validation losses, ORACLE test AUCs) to trace/<key>.parquet."""
 
     def results_uri(self, sweep: Sweep) -> str:
         return self.results or os.environ.get("NOVELTY_RESULTS") or f"results/{sweep.name}"
@@ -120,7 +130,7 @@ class SweepOptions:
         out = out if "://" in out else str(Path(out).absolute())
         return RunOptions(data_root=str(Path(self.data_root).absolute()) if self.data_root else "",
                           cache_dir=str(Path(self.cache_dir).absolute()), out=out,
-                          sweep=sweep.name, progress=False, **kw)
+                          sweep=sweep.name, progress=False, trace=self.trace, **kw)
 
     def resources(self, sweep: Sweep) -> Sweep:
         """The sweep with this run's resource overrides applied."""
@@ -137,11 +147,16 @@ class SweepOptions:
 def _run_with_ray(sweep: Sweep, opts: SweepOptions) -> int:
     from .sweep import run_sweep  # the only module that imports Ray
 
-    run_sweep(opts.resources(sweep), opts)
-    if opts.report:
+    summary = run_sweep(opts.resources(sweep), opts)
+    if opts.report and summary.total > len(summary.failed):
         from .report import write_report
 
         write_report(opts.results_uri(sweep))
+    if summary.failed:
+        print(f"novelty: error: {len(summary.failed)} trial(s) of sweep {sweep.name} ended without a row "
+              f"(see the tracebacks above; rerun the same command to retry them): {', '.join(summary.failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -172,7 +187,7 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
     import os
 
     from .results import existing_keys
-    from .trial import run_trial
+    from .trial import prepare_data, run_trial
 
     sweep, opts = load_sweep(ns.sweep_file), from_namespace(SweepOptions, ns)
     trials = sweep.trials(opts)
@@ -184,11 +199,13 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
         raise ConfigError(f"array index {index} is outside the sweep's {len(trials)} trials (0..{len(trials) - 1})")
     cfg = trials[index]
     run = opts.run_options(sweep)  # progress is already off
-    if cfg.key() in existing_keys(run.out):
-        print(f"trial {index} ({cfg.run_name()}) already has a row; nothing to do")
+    _, key = prepare_data(cfg, run)
+    if key in existing_keys(run.out):
+        print(f"trial {index} ({cfg.variant}, class {cfg.normal_class}, seed {cfg.seed}, key {key}) "
+              "already has a row; nothing to do")
         return 0
     row = run_trial(cfg, run)
-    print(f"trial {index} {cfg.run_name()} AUC {row['auc']:.4f}" if row else f"trial {index} done")
+    print(f"trial {index} {row['run_name']} AUC {row['auc']:.4f}" if row else f"trial {index} done")
     return 0
 
 

@@ -4,7 +4,9 @@ Layout under a results folder or URI (anything pyarrow.fs understands: a local p
 file://, s3://, gs://):
 
     rows/<key>.parquet     one row: the trial's config, AUC and run facts (DESIGN §3)
-    scores/<key>.parquet   key, index, label, score, raw_score for every test image
+    scores/<key>.parquet   key, index, label, score, raw_score and the score's components
+                           (c_con, c_fea, c_lat; c_score for baselines) for every test image
+    trace/<key>.parquet    optional: one row per epoch, validation figures and ORACLE test AUCs
 
 Both are written to a hidden temporary name and moved into place, scores first, so a
 row's presence means the trial is complete, and a rerun overwrites instead of adding.
@@ -20,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-ROWS, SCORES = "rows", "scores"
+ROWS, SCORES, TRACE = "rows", "scores", "trace"
 
 
 class ResultsError(RuntimeError):
@@ -67,16 +69,27 @@ def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
         raise
 
 
-def write_trial(uri: str, row: dict, scores: pd.DataFrame) -> str:
-    """Write the trial's scores, then its row; returns the row's path."""
+def write_trial(uri: str, row: dict, scores: pd.DataFrame, trace: pd.DataFrame | None = None) -> str:
+    """Write the trial's trace (if any) and scores, then its row; returns the row's path.
+    A failure (full disk, lost bucket) leaves no partial file and raises ResultsError."""
     fs, base = open_store(uri)
     key = row["key"]
-    fs.create_dir(f"{base}/{SCORES}", recursive=True)
-    fs.create_dir(f"{base}/{ROWS}", recursive=True)
-    _write_atomic(fs, pa.Table.from_pandas(scores, preserve_index=False), f"{base}/{SCORES}/{key}.parquet")
-    path = f"{base}/{ROWS}/{key}.parquet"
-    _write_atomic(fs, pa.Table.from_pandas(pd.DataFrame([row]), preserve_index=False), path)
-    return path
+    parts = ([(TRACE, trace)] if trace is not None else []) + [(SCORES, scores), (ROWS, pd.DataFrame([row]))]
+    written = []
+    try:
+        for sub, frame in parts:
+            fs.create_dir(f"{base}/{sub}", recursive=True)
+            _write_atomic(fs, pa.Table.from_pandas(frame, preserve_index=False), f"{base}/{sub}/{key}.parquet")
+            written.append(f"{base}/{sub}/{key}.parquet")
+    except (OSError, pa.ArrowException) as exc:
+        for path in written:  # no trace or scores without their row
+            try:
+                fs.delete_file(path)
+            except (OSError, pa.ArrowException):
+                pass
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ResultsError(f"cannot write the results of trial {key} under {uri}: {why}") from exc
+    return f"{base}/{ROWS}/{key}.parquet"
 
 
 def _list(uri: str, sub: str) -> dict[str, str]:
@@ -96,17 +109,25 @@ def existing_keys(uri: str) -> set[str]:
 
 def delete_trial(uri: str, key: str) -> None:
     fs, base = open_store(uri)
-    for sub in (ROWS, SCORES):
+    for sub in (ROWS, SCORES, TRACE):
         info = fs.get_file_info(f"{base}/{sub}/{key}.parquet")
         if info.type == pafs.FileType.File:
             fs.delete_file(info.path)
 
 
+def _read_one(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
+    try:
+        return pq.read_table(path, filesystem=fs).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ResultsError(f"cannot read {path} ({why}); delete it (its trial reruns) or restore it") from exc
+
+
 def _read(uri: str, sub: str, keys: set[str] | None = None) -> pd.DataFrame:
     fs, _ = open_store(uri)
     files = _list(uri, sub)
-    frames = [pq.read_table(p, filesystem=fs).to_pandas() for k, p in sorted(files.items())
-              if keys is None or k in keys]
+    frames = [_read_one(fs, p) for k, p in sorted(files.items()) if keys is None or k in keys]
+    frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -116,5 +137,10 @@ def read_rows(uri: str) -> pd.DataFrame:
 
 
 def read_scores(uri: str, keys: set[str] | None = None) -> pd.DataFrame:
-    """Per-image scores (key, index, label, score, raw_score) of the given trials (default all)."""
+    """Per-image scores (key, index, label, score, raw_score, c_*) of the given trials (default all)."""
     return _read(uri, SCORES, keys)
+
+
+def read_trace(uri: str, keys: set[str] | None = None) -> pd.DataFrame:
+    """Per-epoch traces (key, epoch, val_*, oracle_*) of the given trials (default all)."""
+    return _read(uri, TRACE, keys)

@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from .config import RunOptions, TrialConfig
-from .data import load_imageset
+from .data import check_trainable, load_imageset
 from .grid import Sweep, SweepOptions
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
@@ -49,7 +49,7 @@ def _report_epoch(metrics: dict, checkpoint: Path | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ranks: int, on_epoch) -> dict:
+def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ranks: int, on_epoch, data: str) -> dict:
     """Rank 0 runs here (so it can tune.report); ranks 1.. are started as local processes."""
     import torch.distributed as dist
     import torch.multiprocessing as mp
@@ -58,14 +58,14 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
 
     port, backend = free_port(), backend_for(opts.device)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=rank_main, args=(r, ranks, port, backend, run_trial, (cfg, opts, None, checkpoint)))
+    procs = [ctx.Process(target=rank_main, args=(r, ranks, port, backend, run_trial, (cfg, opts, None, checkpoint, True, data)))
              for r in range(1, ranks)]
     for p in procs:
         p.start()
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=ranks,
                             timeout=dt.timedelta(minutes=10))
     try:
-        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=checkpoint)
+        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=checkpoint, expect_data=data)
     finally:
         dist.destroy_process_group()
         for p in procs:
@@ -77,7 +77,7 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
 
 
 def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path | None, ckpt: Path,
-                    fail_dir: str | None) -> dict:
+                    fail_dir: str | None, key: str, data: str) -> dict:
     resumed = tune.get_checkpoint()
     if resumed is not None and local is None:  # a Tune retry of a trial with remote results: its last epoch
         with resumed.as_directory() as d:
@@ -85,15 +85,15 @@ def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path 
 
     def on_epoch(metrics: dict, path: Path | None) -> None:
         # the checkpoint goes to Tune only when no local one survives the process (remote results)
-        _report_epoch({**metrics, "key": cfg.key(), "done": False}, None if local else path)
-        marker = Path(fail_dir) / cfg.key() if fail_dir else None
+        _report_epoch({**metrics, "key": key, "done": False}, None if local else path)
+        marker = Path(fail_dir) / key if fail_dir else None
         if marker is not None and not marker.exists():  # test hook: fail once, after a checkpoint
             marker.touch()
-            raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.run_name()}")
+            raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.variant} {key}")
 
     if ranks > 1:
-        return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch)
-    return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt)  # type: ignore[return-value]
+        return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch, data)
+    return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt, expect_data=data)  # type: ignore[return-value]
 
 
 def trainable(config: dict, trials: dict[str, dict]) -> None:
@@ -102,43 +102,77 @@ def trainable(config: dict, trials: dict[str, dict]) -> None:
     `trials` maps trial labels to TrialConfig fields; it reaches the workers once through
     tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
     """
-    cfg = TrialConfig(**trials[config["trial"]])
+    planned = trials[config["trial"]]
+    cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
     opts = RunOptions(**config["run"])
     ranks = int(config.get("ranks", 1))
-    local = default_checkpoint(cfg, opts)  # beside local results: reruns and Tune's retries resume from it
+    local = default_checkpoint(key, opts)  # beside local results: reruns and Tune's retries resume from it
     with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
-        row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME, config.get("fail_once_dir"))
-    tune.report({"auc": row["auc"], "key": cfg.key(), "done": True, "epoch": cfg.epochs,
+        row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME,
+                              config.get("fail_once_dir"), key, data)
+    tune.report({"auc": row["auc"], "key": key, "done": True, "epoch": cfg.epochs,
                  "train_seconds": row["train_seconds"]})
 
 
-def trial_labels(trials: list[TrialConfig]) -> dict[str, dict]:
+def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dict[str, dict]:
     """Short unique labels for Tune's progress table (it cuts values to 20 characters):
-    "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart."""
+    "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart.
+    Each maps to {"config": TrialConfig fields, "key": the trial's key on its data}."""
     short = [f"c{t.normal_class}-{t.variant}-s{t.seed}" for t in trials]
     counts = Counter(short)
-    return {(s if counts[s] == 1 else f"{s}-{t.key()[:8]}"): dataclasses.asdict(t) for s, t in zip(short, trials)}
+    out = {}
+    for s, t in zip(short, trials):
+        key = t.key(fingerprints[t.dataset])
+        out[s if counts[s] == 1 else f"{s}-{key[:8]}"] = {"config": dataclasses.asdict(t), "key": key,
+                                                          "data": fingerprints[t.dataset]}
+    return out
+
 
 
 def _ensure_ray(address: str) -> None:
+    """Join the given cluster, or start a local one that listens on loopback only (a sweep on a
+    laptop or a login node exposes nothing beyond the machine) and sends no usage statistics."""
     if ray.is_initialized():
         return
-    ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    common = {"include_dashboard": False, "log_to_driver": False}
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        try:  # a cluster already running on this machine (ray start) is joined, as ray.init() would
+            ray.init(address="auto", **common)
+            return
+        except ConnectionError:
+            address = "local"
+    if address == "local":
+        ray.init(address="local", _node_ip_address="127.0.0.1", **common)
+    else:
+        ray.init(address=address or None, **common)
+
+
+def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str, str]]:
+    """Every trial of the sweep and the fingerprint of each dataset it uses, checked before Ray
+    starts: bad data or a trial that cannot train fails here, once, not in Tune's retries."""
+    trials = sweep.trials(opts)
+    fingerprints = {}
+    for dataset in sorted({t.dataset for t in trials}):  # fail fast on bad data; warm the cache
+        data = load_imageset(dataset, opts.data_root, opts.cache_dir)
+        fingerprints[dataset] = data.fingerprint
+        for t in trials:
+            if t.dataset == dataset:
+                check_trainable(data, dataset, t.normal_class, t.val_fraction, 2 * max(1, sweep.ranks_per_trial))
+    return trials, fingerprints
 
 
 def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None) -> SweepSummary:
     """Run every trial of `sweep` that has no row yet through Ray Tune."""
-    trials = sweep.trials(opts)
     uri = opts.results_uri(sweep)
     check_writable(uri)
+    trials, fingerprints = plan(sweep, opts)
     done = existing_keys(uri)
-    pending = [t for t in trials if t.key() not in done]
+    pending = [t for t in trials if t.key(fingerprints[t.dataset]) not in done]
     print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already have rows, "
           f"{len(pending)} to run -> {uri}", flush=True)
     if not pending:
         return SweepSummary(len(trials), len(trials), 0, [])
-    for dataset in sorted({t.dataset for t in pending}):  # fail fast on bad data; warm the cache
-        load_imageset(dataset, opts.data_root, opts.cache_dir)
     _ensure_ray(opts.ray_address)
     # an autoscaling cluster may have no GPU node up yet: NOVELTY_GPU_CLUSTER=1 says one will come
     have_gpu = ray.cluster_resources().get("GPU", 0) > 0 or os.environ.get("NOVELTY_GPU_CLUSTER") == "1"
@@ -152,7 +186,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     run = opts.run_options(sweep, device=device, threads=threads)
     _, base = open_store(uri)
     storage = base if "://" not in uri else uri.rstrip("/")
-    by_label = trial_labels(pending)
+    by_label = trial_labels(pending, fingerprints)
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, trials=by_label), {"cpu": cpus, "gpu": gpus}),
@@ -173,7 +207,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     grid = tuner.fit()
     failed = [r.config["trial"] for r in grid if r.error is not None]
     now_done = existing_keys(uri)
-    missing = [t.run_name() for t in pending if t.key() not in now_done]
+    missing = [t.run_name(fingerprints[t.dataset]) for t in pending if t.key(fingerprints[t.dataset]) not in now_done]
     if not failed and not missing and "://" not in uri:
         shutil.rmtree(Path(storage) / "_ray" / name, ignore_errors=True)  # finished: Tune's state is not needed
     print(f"sweep {sweep.name}: ran {len(pending) - len(missing)} of {len(pending)}; "

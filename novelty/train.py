@@ -8,8 +8,9 @@ end-of-epoch checkpoint ends exactly where an uninterrupted one does (on CPU).
 """
 from __future__ import annotations
 
-import math
 import os
+import pickle
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .config import RunOptions, TrialConfig
-from .data import Split
+from .config import ConfigError, RunOptions, TrialConfig
+from .data import DataError, Split
 from .losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
 from .models import Discriminator, Generator, weights_init
+from .scoring import oracle_trace, per_image_errors, trace_subset, val_stats
 
 D_COLLAPSE = 1e-5  # re-initialise D when its loss falls below this (GANomaly)
 EpochCallback = Callable[[dict, Path | None], None]
@@ -31,10 +33,25 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read back."""
+
+
 def pick_device(name: str) -> torch.device:
+    """The torch device for `--device`; a device this machine lacks is the user's error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s); use --device cpu or auto")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
 
 
 def make_deterministic(device: torch.device) -> None:
@@ -100,17 +117,40 @@ def save_checkpoint(state: TrainState, key: str, path: Path) -> None:
     """Atomic: a trial killed while saving keeps its previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state.state_dict(key), tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state.state_dict(key), tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # full disk, quota, folder gone: leave no partial file
+        tmp.unlink(missing_ok=True)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
+        except OSError:
+            free = "the folder is not usable"
+        raise CheckpointError(f"cannot write the checkpoint {path} ({free}; {why}): free space there, or pass "
+                              f"--checkpoint-dir elsewhere") from exc
 
 
 def load_checkpoint(state: TrainState, key: str, path: Path, device: torch.device) -> bool:
+    """Resume from `path` if it holds this trial's state. Loaded with weights_only=True: a
+    checkpoint holds tensors and plain values only, so a planted pickle cannot run code. An
+    unreadable file (truncated, empty, foreign, malicious) is set aside with a warning and
+    False is returned: the caller trains from a fresh state."""
     if not path.exists():
         return False
-    sd = torch.load(path, map_location=device, weights_only=False)
-    if sd.get("key") != key:
+    try:
+        sd = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(sd, dict) or sd.get("key") != key:
+            return False
+        state.load_state_dict(sd)
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError,
+            pickle.UnpicklingError) as exc:
+        bad = path.with_name(path.name + ".unreadable")
+        os.replace(path, bad)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        print(f"novelty: warning: checkpoint {path} is unreadable ({why}); "
+              f"moved it to {bad.name} and training this trial from scratch", flush=True)
         return False
-    state.load_state_dict(sd)
     return True
 
 
@@ -233,54 +273,51 @@ def train_epoch(state: TrainState, cfg: TrialConfig, train_x: torch.Tensor, devi
     return out
 
 
-@torch.no_grad()
-def per_image_errors(G: Generator, D: Discriminator, x: torch.Tensor, device: torch.device,
-                     batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image L_con (mean |x - x_hat|) and L_fea (mean (f(x) - f(x_hat))^2), eval mode."""
-    G.eval()
-    D.eval()
-    cons, feas = [], []
-    for chunk in x.split(batch):
-        xb = chunk.to(device)
-        x_hat, _ = G(xb)
-        _, f_x = D(xb)
-        _, f_hat = D(x_hat)
-        cons.append(loss_con(xb, x_hat, per_image=True).cpu())
-        feas.append(loss_fea(f_x, f_hat, per_image=True).cpu())
-    if not cons:
-        return torch.zeros(0), torch.zeros(0)
-    return torch.cat(cons), torch.cat(feas)
-
-
 def validate(state: TrainState, val_x: torch.Tensor, device: torch.device) -> dict:
-    """Validation figures on normal-only held-out images (no labels, no test data)."""
-    con, fea = per_image_errors(state.G, state.D, val_x, device)
-    if len(con) == 0:
-        return {"val_loss_con": math.nan, "val_loss_fea": math.nan}
-    return {"val_loss_con": float(con.mean()), "val_loss_fea": float(fea.mean())}
+    """Validation figures on normal-only held-out images (no labels, no test data): the mean of
+    each score component, and (val_*_mean/std) the scale `score_norm="val"` uses."""
+    comps = per_image_errors(state.G, state.D, val_x, device)
+    stats = val_stats(comps)
+    return {"val_loss_con": stats["con_mean"], "val_loss_fea": stats["fea_mean"],
+            **{f"val_{k}": v for k, v in stats.items()}}
 
 
-def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device,
+def stats_of(metrics: dict) -> dict[str, float]:
+    """The validation component statistics of an epoch's metrics, as `scoring.mix` takes them."""
+    return {k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_") and k.endswith(("_mean", "_std"))}
+
+
+def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device, key: str,
         checkpoint: Path | None = None, on_epoch: EpochCallback | None = None) -> TrainState:
-    """Train for cfg.epochs, resuming from `checkpoint` if it holds this trial's state."""
+    """Train for cfg.epochs, resuming from `checkpoint` if it holds this trial's state (`key`).
+
+    With `opts.trace`, every epoch also records ORACLE test AUCs (scoring.oracle_trace) on a
+    fixed subset of the test split; they are kept apart from the validation figures and feed
+    nothing in training."""
     rank, world = _world()
+    if len(split.train) < 2 * world:
+        raise DataError(f"{len(split.train)} training images cannot make a batch of >= 2 per rank on {world} rank(s)")
     if cfg.batch_size < 2 * world:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} ranks (need >= {2 * world})")
     make_deterministic(device)
     state = build_state(cfg, split.train.shape[1], device)
-    key = cfg.key()
     if checkpoint is not None:
-        load_checkpoint(state, key, checkpoint, device)
+        if not load_checkpoint(state, key, checkpoint, device):
+            state = build_state(cfg, split.train.shape[1], device)  # nothing half-loaded survives
         state.resumed_from = state.epoch
+    subset = trace_subset(len(split.test), opts.trace_images, cfg.seed) if opts.trace else None
     while state.epoch < cfg.epochs:
         metrics = train_epoch(state, cfg, split.train, device, opts.progress)
         state.epoch += 1
         metrics.update(validate(state, split.val, device), epoch=state.epoch, d_reinits=state.d_reinits)
+        if subset is not None and rank == 0:
+            metrics.update(oracle_trace(state.G, state.D, split, subset, cfg.score_lambda, cfg.score_norm,
+                                        stats_of(metrics), device))
         state.history.append(metrics)
         if rank == 0 and checkpoint is not None:
             save_checkpoint(state, key, checkpoint)
         if world > 1:
             dist.barrier()
         if on_epoch is not None and rank == 0:
-            on_epoch(metrics, checkpoint)
+            on_epoch({k: v for k, v in metrics.items() if not k.startswith("oracle_")}, checkpoint)
     return state

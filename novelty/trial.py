@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +13,12 @@ import torch
 import torch.distributed as dist
 
 from . import __version__
-from .config import RunOptions, TrialConfig
-from .data import load_imageset, one_class_split
+from .baselines import run_baseline
+from .config import ConfigError, RunOptions, TrialConfig
+from .data import DataError, ImageSet, check_trainable, load_imageset, one_class_split
 from .results import check_writable, is_local, open_store, write_trial
-from .scoring import score_test
-from .train import EpochCallback, fit, pick_device
+from .scoring import Scores, score_test
+from .train import EpochCallback, fit, pick_device, stats_of
 
 
 def _git_commit() -> str:
@@ -34,26 +34,73 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def default_checkpoint(cfg: TrialConfig, opts: RunOptions) -> Path | None:
+def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
     """Where the trial's per-epoch checkpoint lives (None: results are remote and none was given)."""
     if opts.checkpoint_dir:
-        return Path(opts.checkpoint_dir) / cfg.key() / "checkpoint.pt"
+        return Path(opts.checkpoint_dir) / key / "checkpoint.pt"
     if is_local(opts.out):
         _, base = open_store(opts.out)
-        return Path(base) / "checkpoints" / cfg.key() / "checkpoint.pt"
+        return Path(base) / "checkpoints" / key / "checkpoint.pt"
     return None
 
 
+def prepare_data(cfg: TrialConfig, opts: RunOptions, expect_data: str = "") -> tuple[ImageSet, str]:
+    """Load the trial's dataset and check it can train; returns it and the trial's key."""
+    data = load_imageset(cfg.dataset, opts.data_root, opts.cache_dir, opts.download)
+    if expect_data and data.fingerprint != expect_data:
+        raise DataError(f"the {cfg.dataset} data under {opts.data_root or '(embedded)'} is not the data this trial "
+                        f"was planned on (fingerprint {data.fingerprint}, expected {expect_data}): "
+                        "did it change during the sweep, or differ between nodes?")
+    _, world = _world()
+    check_trainable(data, cfg.dataset, cfg.normal_class, cfg.val_fraction, 2 * world)
+    return data, cfg.key(data.fingerprint)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gan_trial(cfg: TrialConfig, opts: RunOptions, split, device: torch.device, key: str,
+               ckpt: Path | None, on_epoch: EpochCallback | None) -> tuple[Scores, list[dict], dict] | None:
+    """The paper's method (a variant): train G and D, score with eq. 7-8. Rank 0 returns."""
+    state = fit(cfg, opts, split, device, key, ckpt, on_epoch)
+    if _world()[0] != 0:
+        return None
+    last = state.history[-1]
+    stats = stats_of(last)
+    scores = score_test(state.G, state.D, split, cfg.score_lambda, device, cfg.score_norm, stats)
+    extra = {"val_loss_con": last["val_loss_con"], "val_loss_fea": last["val_loss_fea"],
+             **{f"val_{k}": v for k, v in stats.items()},
+             "final_loss_d": last["loss_d"], "final_loss_g": last["loss_g"], "final_loss_con": last["loss_con"],
+             "final_loss_fea": last["loss_fea"], "final_loss_inf": last["loss_inf"],
+             "d_reinits": state.d_reinits, "resumed_from_epoch": state.resumed_from}
+    return scores, state.history, extra
+
+
+def _baseline_trial(cfg: TrialConfig, opts: RunOptions, split, device: torch.device,
+                    on_epoch: EpochCallback | None) -> tuple[Scores, list[dict], dict]:
+    if _world()[1] > 1:
+        raise ConfigError(f"baseline {cfg.variant} runs single-process; run it without torchrun / ranks_per_trial")
+    res = run_baseline(cfg, split, device, opts.trace_images if opts.trace else 0,
+                       (lambda m: on_epoch(m, None)) if on_epoch else None, opts.progress)
+    last = res.history[-1]
+    extra = {"val_score": last.get("val_score"), "final_loss": last.get("loss", float("nan")),
+             "d_reinits": 0, "resumed_from_epoch": 0, **res.extra}
+    return res.scores, res.history, extra
+
+
 def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None = None,
-              checkpoint: Path | None | str = "default", write: bool = True) -> dict | None:
+              checkpoint: Path | None | str = "default", write: bool = True, expect_data: str = "") -> dict | None:
     """Train and score one trial; rank 0 writes and returns its row (other ranks return None).
 
     `checkpoint`: a file to resume from and save to each epoch, "default" for
-    `default_checkpoint`, or None for no checkpointing.
+    `default_checkpoint`, or None for no checkpointing. `expect_data`: the fingerprint the
+    sweep planned this trial's key on (a mismatch is an error, never a silent new key).
     """
     started = _now()
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    rank, world = _world()
     if write and rank == 0:
         check_writable(opts.out)
     if opts.threads > 0:
@@ -61,43 +108,46 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     device = pick_device(opts.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", rank % torch.cuda.device_count())
-    data = load_imageset(cfg.dataset, opts.data_root, opts.cache_dir, opts.download)
+    data, key = prepare_data(cfg, opts, expect_data)
     split = one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction)
-    ckpt = default_checkpoint(cfg, opts) if checkpoint == "default" else checkpoint
+    ckpt = default_checkpoint(key, opts) if checkpoint == "default" else checkpoint
     ckpt = Path(ckpt) if ckpt is not None else None
-    state = fit(cfg, opts, split, device, ckpt, on_epoch)
-    if rank != 0:
+    if cfg.is_baseline:
+        result = _baseline_trial(cfg, opts, split, device, on_epoch)
+    else:
+        result = _gan_trial(cfg, opts, split, device, key, ckpt, on_epoch)
+    if result is None:
         return None
-    scores = score_test(state.G, state.D, split, cfg.score_lambda, device)
-    hist = state.history
+    scores, hist, extra = result
     train_seconds = sum(h["seconds"] for h in hist)
     images = sum(h["images"] for h in hist)
-    last = hist[-1]
     row = {
-        "key": cfg.key(), "sweep": opts.sweep, "run_name": cfg.run_name(),
+        "key": key, "sweep": opts.sweep, "run_name": cfg.run_name(data.fingerprint),
         **dataclasses.asdict(cfg),
+        "method": cfg.variant if cfg.is_baseline else "tian2020",
         "normal_class": split.normal_class,  # COIL-100's seeded draw resolved
         "class_drawn": cfg.normal_class < 0,  # the seed drew the class: a repetition, not a per-class cell
         "auc": scores.auc,
-        "val_loss_con": last["val_loss_con"], "val_loss_fea": last["val_loss_fea"],
-        "final_loss_d": last["loss_d"], "final_loss_g": last["loss_g"], "final_loss_con": last["loss_con"],
-        "final_loss_fea": last["loss_fea"], "final_loss_inf": last["loss_inf"],
+        "data_root": str(Path(opts.data_root).absolute()) if opts.data_root else "",
+        "data_fingerprint": data.fingerprint,
+        **extra,
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
         "n_outliers": int(split.test_labels.sum()),
         "train_seconds": train_seconds, "score_seconds": scores.seconds,
         "images_per_second": images / train_seconds if train_seconds > 0 else float("nan"),
-        "d_reinits": state.d_reinits, "device": str(device),
+        "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "world_size": world, "torch_version": torch.__version__, "package_version": __version__,
         "git_commit": _git_commit(), "hostname": socket.gethostname(),
-        "started_at": started, "finished_at": _now(),
+        "started_at": started, "finished_at": _now(), "epochs_run": len(hist),
+        "traced": bool(opts.trace),
     }
-    row["epochs_run"] = len(hist)
-    row["resumed_from_epoch"] = state.resumed_from  # 0: trained from scratch in one go
     if write:
-        frame = pd.DataFrame({"key": cfg.key(), "index": range(len(scores.labels)), "label": scores.labels,
-                              "score": scores.score, "raw_score": scores.raw})
-        write_trial(opts.out, row, frame)
+        frame = pd.DataFrame({"key": key, "index": range(len(scores.labels)), "label": scores.labels,
+                              "score": scores.score, "raw_score": scores.raw,
+                              **{f"c_{c}": v for c, v in scores.components.items()}})
+        trace = pd.DataFrame(hist).assign(key=key) if opts.trace else None
+        write_trial(opts.out, row, frame, trace)
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()  # the row is the result; the checkpoint was only for resuming
             try:

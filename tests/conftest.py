@@ -57,3 +57,10 @@ def fake_imagefolder(tmp_path) -> Path:
                 px = rng.integers(0, 80, (40, 40, 3)) + 150 * k
                 Image.fromarray(px.astype(np.uint8)).save(d / f"{i:04d}.png")
     return root
+
+
+def digits_fingerprint() -> str:
+    """The fingerprint of the embedded digits data: part of every digits trial's key."""
+    from novelty.data import load_imageset
+
+    return load_imageset("digits").fingerprint

@@ -19,6 +19,8 @@ from novelty.results import read_rows  # noqa: E402
 from novelty.sweep import run_sweep  # noqa: E402
 from novelty.trial import run_trial  # noqa: E402
 
+from conftest import digits_fingerprint  # noqa: E402
+
 TRIAL = {"dataset": "digits", "normal_class": 0, "seed": 0, "variant": "full", "epochs": 1, "batch_size": 64}
 
 
@@ -53,7 +55,7 @@ def _ddp_sweep_auc(results: str, cache: str) -> float:
     rows = read_rows(results)
     assert len(rows) == 1
     row = rows.iloc[0]
-    assert row["key"] == TrialConfig(**TRIAL).key()
+    assert row["key"] == TrialConfig(**TRIAL).key(digits_fingerprint())
     assert row["world_size"] == 2
     assert row["batch_size"] == 64
     return float(row["auc"])

@@ -21,14 +21,14 @@ CLASSES, SEEDS, VARIANTS = (0, 1, 2), (0, 1, 2, 3), ("base", "entropy", "full")
 
 def _write(uri: Path, rng: np.random.Generator, auc: float, n_images: int = 40, **fields) -> str:
     cfg = TrialConfig(**fields)
-    row = {"key": cfg.key(), "sweep": "test", **dataclasses.asdict(cfg), "auc": auc,
+    row = {"key": cfg.key("synthetic"), "sweep": "test", **dataclasses.asdict(cfg), "auc": auc,
            "n_train": 10, "train_seconds": 1.0}
     labels = rng.integers(0, 2, n_images)
     labels[:2] = (0, 1)  # both labels present
-    scores = pd.DataFrame({"key": cfg.key(), "index": range(n_images), "label": labels,
+    scores = pd.DataFrame({"key": cfg.key("synthetic"), "index": range(n_images), "label": labels,
                            "score": rng.random(n_images), "raw_score": rng.random(n_images)})
     write_trial(str(uri), row, scores)
-    return cfg.key()
+    return cfg.key("synthetic")
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_drawn_class_mean_is_over_repetitions(tmp_path: Path) -> None:
     uri, aucs = tmp_path / "coil", [0.91, 0.95, 0.97, 0.99]
     for seed, (obj, auc) in enumerate(zip((4, 17, 4, 60), aucs)):  # objects 4, 17, 4, 60 drawn
         cfg = TrialConfig(dataset="coil100", normal_class=-1, seed=seed, variant="full")
-        row = {"key": cfg.key(), "sweep": "test", **dataclasses.asdict(cfg), "normal_class": obj,
+        row = {"key": cfg.key("synthetic"), "sweep": "test", **dataclasses.asdict(cfg), "normal_class": obj,
                "class_drawn": True, "auc": auc}
-        write_trial(str(uri), row, pd.DataFrame({"key": cfg.key(), "index": [0, 1], "label": [0, 1],
+        write_trial(str(uri), row, pd.DataFrame({"key": cfg.key("synthetic"), "index": [0, 1], "label": [0, 1],
                                                  "score": [0.1, 0.9], "raw_score": [0.1, 0.9]}))
     means = class_mean_table(read_rows(str(uri))).iloc[0]
     assert means["mean"] == pytest.approx(np.mean(aucs))  # not the mean of per-object means (0.943)

@@ -22,6 +22,10 @@ from novelty.grid import SweepOptions, load_sweep
 from novelty.results import read_rows
 from novelty.trial import run_trial
 
+from conftest import digits_fingerprint
+
+DIGITS = digits_fingerprint()
+
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_FILE = "sweeps/digits.py"
 NARROW = {"classes": "0", "seeds": "0", "variants": "full,base", "epochs": 1}
@@ -78,7 +82,7 @@ def local_aucs(cache, tmp_path_factory) -> dict[str, float]:
     assert len(trials) == 2
     out = str(tmp_path_factory.mktemp("local"))
     opts = RunOptions(out=out, cache_dir=cache, device="cpu", threads=1, progress=False)
-    return {cfg.key(): run_trial(cfg, opts, checkpoint=None)["auc"] for cfg in trials}
+    return {cfg.key(DIGITS): run_trial(cfg, opts, checkpoint=None)["auc"] for cfg in trials}
 
 
 def _sbatch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -171,7 +175,7 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     trial = ["--dataset", "digits", "--normal-class", "0", "--seed", "0", "--variant", "full",
              "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
     cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64)
-    key = cfg.key()
+    key = cfg.key(DIGITS)
     one_rank = RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1, progress=False)
     local_aucs = {key: run_trial(cfg, one_rank, checkpoint=None)["auc"]}
 

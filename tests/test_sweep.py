@@ -13,6 +13,10 @@ from novelty.results import delete_trial, existing_keys, read_rows  # noqa: E402
 from novelty.sweep import run_sweep, trial_labels  # noqa: E402
 from novelty.trial import run_trial  # noqa: E402
 
+from conftest import digits_fingerprint  # noqa: E402
+
+DIGITS = digits_fingerprint()
+
 TINY = Sweep(
     name="tiny",
     # 2 classes x 1 seed x 2 variants = 4 trials
@@ -45,7 +49,7 @@ def test_one_row_per_trial(swept):
     rows = read_rows(str(out))
     assert summary.ran == 4 and summary.skipped == 0 and not summary.failed
     assert len(rows) == 4 and rows["key"].is_unique
-    assert set(rows["key"]) == {t.key() for t in TINY.trials()}
+    assert set(rows["key"]) == {t.key(DIGITS) for t in TINY.trials()}
     assert set(rows["variant"]) == {"base", "full"} and (rows["sweep"] == "tiny").all()
     assert not list(out.glob("rows/.tmp*")) and not list(out.glob("checkpoints/*/*.pt"))
 
@@ -54,7 +58,7 @@ def test_sweep_row_equals_plain_trial(swept, tmp_path):
     out, _, _ = swept
     cfg = TINY.trials()[3]
     plain = run_trial(cfg, RunOptions(out=str(tmp_path), progress=False))
-    row = read_rows(str(out)).set_index("key").loc[cfg.key()]
+    row = read_rows(str(out)).set_index("key").loc[cfg.key(DIGITS)]
     assert row["auc"] == plain["auc"]
 
 
@@ -64,7 +68,7 @@ def test_rerun_runs_nothing_and_deleted_row_reruns_alone(swept):
     again = run_sweep(TINY, opts)
     assert again.ran == 0 and again.skipped == 4
     assert {p.name: p.stat().st_mtime_ns for p in (out / "rows").iterdir()} == mtimes
-    victim = TINY.trials()[1].key()
+    victim = TINY.trials()[1].key(DIGITS)
     before = read_rows(str(out)).set_index("key").loc[victim, "auc"]
     delete_trial(str(out), victim)
     assert victim not in existing_keys(str(out))
@@ -85,7 +89,7 @@ def test_failed_trial_is_retried_from_its_checkpoint(swept, tmp_path):
                   fixed={"dataset": "digits", "epochs": 2}, max_failures=1)
     res = tmp_path / "res"
     summary = run_sweep(flaky, SweepOptions(results=str(res), report=False), fail_once_dir=str(markers))
-    key = flaky.trials()[0].key()
+    key = flaky.trials()[0].key(DIGITS)
     assert (markers / key).exists()  # it did fail once, after epoch 1
     assert summary.ran == 1 and not summary.failed
     row = read_rows(str(res)).iloc[0]
@@ -108,7 +112,8 @@ def test_report_numbers_equal_hand_groupby(swept):
 def test_trial_labels_are_short_unique_and_map_back():
     grid = Sweep(name="labels", grid={"normal_class": [0, 1], "variant": ["entropy"], "epochs": [2, 3]},
                  fixed={"dataset": "digits"}).trials() + [TrialConfig(normal_class=9, seed=19, variant="entropy")]
-    labels = trial_labels(grid)
+    labels = trial_labels(grid, {"digits": DIGITS})
     assert len(labels) == len(grid)  # epochs alone tell four of them apart: the key is added there
     assert "c9-entropy-s19" in labels and all(len(lab) <= 23 for lab in labels)
-    assert {TrialConfig(**fields).key() for fields in labels.values()} == {t.key() for t in grid}
+    assert {TrialConfig(**p["config"]).key(DIGITS) for p in labels.values()} == {t.key(DIGITS) for t in grid}
+    assert {p["key"] for p in labels.values()} == {t.key(DIGITS) for t in grid}

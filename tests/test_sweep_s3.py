@@ -16,6 +16,8 @@ from novelty.results import open_store, read_rows, read_scores
 from novelty.sweep import run_sweep
 from novelty.trial import run_trial
 
+from conftest import digits_fingerprint
+
 BUCKET = "novelty-test"
 FLAKY = Sweep(name="flaky-s3", grid={"normal_class": [1], "variant": ["full"]},
               fixed={"dataset": "digits", "epochs": 2}, max_failures=1)
@@ -51,10 +53,10 @@ def test_retry_resumes_from_tune_checkpoint_on_s3(tmp_path):
     markers.mkdir()
     summary = run_sweep(FLAKY, SweepOptions(results=uri, report=False), fail_once_dir=str(markers))
     cfg = FLAKY.trials()[0]
-    assert (markers / cfg.key()).exists()  # it failed once, after epoch 1
+    assert (markers / cfg.key(digits_fingerprint())).exists()  # it failed once, after epoch 1
     assert summary.ran == 1 and not summary.failed
     row = read_rows(uri).iloc[0]
-    assert row["key"] == cfg.key() and row["epochs_run"] == 2
+    assert row["key"] == cfg.key(digits_fingerprint()) and row["epochs_run"] == 2
     assert row["resumed_from_epoch"] == 1  # restored from the checkpoint Tune kept in the bucket
     plain = run_trial(cfg, RunOptions(out=str(tmp_path / "plain"), progress=False))
     assert row["auc"] == plain["auc"]  # resumed, it ends where an uninterrupted trial ends

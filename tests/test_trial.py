@@ -13,8 +13,13 @@ from novelty.config import RunOptions, TrialConfig
 from novelty.data import load_imageset, one_class_split
 from novelty.results import read_rows, read_scores
 from novelty.scoring import score_test
-from novelty.train import fit, per_image_errors
+from novelty.scoring import per_image_errors
+from novelty.train import fit
 from novelty.trial import run_trial
+
+from conftest import digits_fingerprint
+
+DIGITS = digits_fingerprint()
 
 CFG = TrialConfig(dataset="digits", normal_class=1, epochs=2, variant="full")
 
@@ -26,7 +31,7 @@ def _opts(out, **kw):
 def test_row_and_scores_written(tmp_path):
     row = run_trial(CFG, _opts(tmp_path))
     rows, scores = read_rows(str(tmp_path)), read_scores(str(tmp_path))
-    assert len(rows) == 1 and rows.loc[0, "key"] == CFG.key() == row["key"]
+    assert len(rows) == 1 and rows.loc[0, "key"] == CFG.key(DIGITS) == row["key"]
     for col in ("auc", "val_loss_con", "n_train", "n_val", "n_test", "train_seconds", "images_per_second",
                 "d_reinits", "world_size", "torch_version", "git_commit", "hostname", "lr", "w_inf", "nz"):
         assert col in rows.columns
@@ -75,10 +80,10 @@ def test_scores_normalised_over_whole_test_set_not_per_batch():
     ds = load_imageset("digits")
     split = one_class_split(ds, "digits", 2, 0, 0.15)
     cfg = TrialConfig(normal_class=2, epochs=1)
-    state = fit(cfg, RunOptions(progress=False), split, torch.device("cpu"))
+    state = fit(cfg, RunOptions(progress=False), split, torch.device("cpu"), cfg.key(DIGITS))
     s = score_test(state.G, state.D, split, cfg.score_lambda, torch.device("cpu"))
-    con, fea = per_image_errors(state.G, state.D, split.test, torch.device("cpu"), batch=17)
-    raw = (0.9 * con.double() + 0.1 * fea.double()).numpy()
+    comps = per_image_errors(state.G, state.D, split.test, torch.device("cpu"), batch=17)
+    raw = (0.9 * comps["con"].double() + 0.1 * comps["fea"].double()).numpy()
     np.testing.assert_allclose(s.raw, raw, rtol=1e-5)  # eval mode: batch size does not change a score
     np.testing.assert_allclose(s.score, (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5, atol=1e-7)
     assert s.auc == pytest.approx(roc_auc_score(split.test_labels.numpy(), s.score))
@@ -116,7 +121,14 @@ def _assert_clean_failure(p, out, needle):
     (["--dataset", "svhn"], "invalid choice: 'svhn'"),
     (["--dataset", "mnist", "--data-root", "/nonexistent/data"], "/nonexistent/data does not exist"),
     (["--normal-class", "12"], "normal class 12 is out of range"),
-    (["--noise-std", "nan"], "loss became NaN"),
+    (["--noise-std", "nan"], "--noise-std must be a finite number"),
+    (["--lr", "1e30"], "loss became NaN"),
+    (["--batch-size", "1"], "--batch-size must be >= 2"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--nz", "0"], "--nz must be >= 1"),
+    (["--score-norm", "zscore"], "invalid choice: 'zscore'"),
+    (["--device", "cuda"], "CUDA device(s); use --device cpu"),
 ])
 def test_cli_bad_input(tmp_path, args, needle):
     out = tmp_path / "res"
@@ -167,7 +179,7 @@ def test_results_to_a_uri(tmp_path):
     uri = f"file://{tmp_path}/remote"
     cfg = TrialConfig(normal_class=5, epochs=1)
     row = run_trial(cfg, RunOptions(out=uri, progress=False, checkpoint_dir=str(tmp_path / "ck")))
-    assert (tmp_path / "remote" / "rows" / f"{cfg.key()}.parquet").exists()
+    assert (tmp_path / "remote" / "rows" / f"{cfg.key(DIGITS)}.parquet").exists()
     rows = read_rows(uri)
-    assert list(rows["key"]) == [cfg.key()] and rows.loc[0, "auc"] == row["auc"]
+    assert list(rows["key"]) == [cfg.key(DIGITS)] and rows.loc[0, "auc"] == row["auc"]
     assert len(read_scores(uri)) == row["n_test"]

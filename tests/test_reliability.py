@@ -1,0 +1,200 @@
+"""A result is never silently wrong; a bad input ends as one line; checkpoints cannot run code.
+
+Every case goes through the real CLI (a subprocess) and checks the exit status, the last
+line of stderr, the absence of a traceback, and the files left behind.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from novelty.results import read_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd=None, env=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def _one_line_failure(p, needle: str) -> None:
+    assert p.returncode != 0, p.stdout + p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert lines and needle in lines[-1], p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+
+
+def _no_partial_files(root: Path) -> None:
+    leftovers = [p for p in root.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
+
+
+def _train(out: Path, *args: str):
+    return _cli("train", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress", *args)
+
+
+def _tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(shift)
+    for part, n in (("train", n_train), ("test", 6)):
+        for k, name in enumerate(names):
+            d = root / part / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                px = rng.integers(0, 80, (36, 36, 3)) + 150 * k + shift
+                Image.fromarray(px.clip(0, 255).astype(np.uint8)).save(d / f"{i:04d}.png")
+    return root
+
+
+def test_key_covers_the_data(tmp_path):
+    """Two trees under the same dataset name, class, seed and variant are two trials: two rows,
+    and the second never resumes from the first one's checkpoint."""
+    a, b = _tree(tmp_path / "a", 12, 0), _tree(tmp_path / "b", 12, 30)
+    out = tmp_path / "res"
+    common = ["--dataset", "imagefolder", "--cache-dir", str(tmp_path / "cache")]
+    assert _train(out, *common, "--data-root", str(a)).returncode == 0
+    # a checkpoint left behind by an interrupted run on tree a, under a's key
+    key_a = read_rows(str(out))["key"].iloc[0]
+    planted = out / "checkpoints" / key_a / "checkpoint.pt"
+    planted.parent.mkdir(parents=True)
+    torch.save({"key": key_a, "epoch": 99}, planted)
+    p = _train(out, *common, "--data-root", str(b))
+    assert p.returncode == 0, p.stderr
+    rows = read_rows(str(out))
+    assert len(rows) == 2 and rows["key"].is_unique
+    assert set(rows["data_fingerprint"]) and rows["data_fingerprint"].nunique() == 2
+    assert sorted(rows["data_root"]) == sorted([str(a), str(b)])
+    assert (rows["resumed_from_epoch"] == 0).all()  # b trained from scratch
+    # the same tree copied elsewhere is the same data: the same key
+    c = tmp_path / "copy"
+    shutil.copytree(a, c)
+    assert _train(out, *common, "--data-root", str(c)).returncode == 0
+    assert len(read_rows(str(out))) == 2
+
+
+def test_too_little_data_is_an_error_not_a_row(tmp_path):
+    tree = _tree(tmp_path / "tree", 1, 0)  # one training image per class: no batch of 2
+    out = tmp_path / "res"
+    p = _train(out, "--dataset", "imagefolder", "--data-root", str(tree), "--val-fraction", "0",
+               "--cache-dir", str(tmp_path / "cache"))
+    _one_line_failure(p, "has 1 training image(s)")
+    assert not list(out.rglob("*.parquet"))
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("content", ["pickle", "truncated", "empty"])
+def test_bad_checkpoint_never_runs_code_and_restarts(tmp_path, content):
+    out = tmp_path / "res"
+    first = _train(out, "--normal-class", "2")
+    assert first.returncode == 0, first.stderr
+    key = read_rows(str(out))["key"].iloc[0]
+    shutil.rmtree(out / "rows")
+    marker = tmp_path / "pwned"
+    ckpt = out / "checkpoints" / key / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    if content == "pickle":
+        torch.save({"key": key, "epoch": 0, "evil": _Payload(str(marker))}, ckpt, pickle_module=pickle)
+    elif content == "truncated":
+        torch.save({"key": key, "epoch": 0, "w": torch.zeros(1000)}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    else:
+        ckpt.write_bytes(b"")
+    p = _train(out, "--normal-class", "2")
+    assert p.returncode == 0, p.stderr
+    assert not marker.exists()  # the payload did not run
+    assert "is unreadable" in p.stdout + p.stderr and "from scratch" in p.stdout + p.stderr
+    rows = read_rows(str(out))
+    assert len(rows) == 1 and rows["resumed_from_epoch"].iloc[0] == 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB tmpfs (mounted as root, as CI runs): far too small for a ~33 MB checkpoint."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk(tmp_path, tiny_disk):
+    keep = tiny_disk / "earlier.txt"
+    keep.write_text("written before")
+    p = _train(tiny_disk / "res", "--epochs", "2")
+    _one_line_failure(p, "cannot write the checkpoint")
+    assert "MB free there" in p.stderr
+    _no_partial_files(tiny_disk)
+    assert keep.read_text() == "written before"
+    # the checkpoint elsewhere: the row (small) still fits, or fails with one line
+    p = _train(tiny_disk / "res", "--checkpoint-dir", str(tmp_path / "ck"))
+    assert p.returncode == 0 or ("cannot write the results" in p.stderr and "Traceback" not in p.stderr)
+    _no_partial_files(tiny_disk)
+
+
+def test_report_on_a_truncated_parquet(tmp_path):
+    out = tmp_path / "res"
+    assert _train(out, "--normal-class", "3").returncode == 0
+    row = next((out / "rows").glob("*.parquet"))
+    row.write_bytes(row.read_bytes()[:50])
+    p = _cli("report", str(out), "--no-plots")
+    _one_line_failure(p, f"cannot read {row}")
+
+
+def test_sweep_file_with_unknown_field(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from novelty.grid import Sweep\n"
+                   "SWEEP = Sweep(name='bad', grid={'normal_clas': [0]}, fixed={'dataset': 'digits'})\n"
+                   "raise SystemExit(SWEEP.main())\n")
+    p = subprocess.run([sys.executable, str(bad)], capture_output=True, text=True, timeout=120)
+    _one_line_failure(p, "unknown trial field(s) normal_clas")
+
+
+def test_sweep_with_a_class_out_of_range_fails_before_ray(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "sweeps" / "digits.py"), "--classes", "99",
+                        "--results", str(tmp_path / "res")], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "RAY_ADDRESS": ""})
+    _one_line_failure(p, "normal class 99 is out of range")
+    assert "Ray" not in p.stdout + p.stderr  # nothing was started, nothing retried
+
+
+def test_stored_components_reproduce_the_score(tmp_path):
+    """The scores file keeps each component; their mix (eq. 7), min-max normalised, is the score."""
+    out = tmp_path / "res"
+    for norm in ("none", "val"):
+        assert _train(out, "--normal-class", "4", "--score-norm", norm).returncode == 0
+    rows = read_rows(str(out)).set_index("key")
+    scores = pd.read_parquet(out / "scores")
+    for key, part in scores.groupby("key"):
+        row = rows.loc[key]
+        con, fea = part["c_con"].to_numpy(), part["c_fea"].to_numpy()
+        if row["score_norm"] == "val":
+            con = (con - row["val_con_mean"]) / row["val_con_std"]
+            fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+        raw = row["score_lambda"] * con + (1 - row["score_lambda"]) * fea
+        np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-6)
+        np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-6,
+                                   atol=1e-9)
+        assert part["c_lat"].notna().all()
