@@ -180,7 +180,7 @@ def _fit_autoencoder(cfg: TrialConfig, split: Split, device: torch.device, trace
                 from .train import TrainingDiverged
 
                 raise TrainingDiverged(f"{cfg.variant} loss became NaN/inf in epoch {epoch + 1}; try a lower --lr")
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         metrics = {"epoch": epoch + 1, "loss": total / max(seen, 1), "images": seen,
                    "seconds": time.perf_counter() - t0,

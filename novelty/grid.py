@@ -212,7 +212,7 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
 def _cmd_report(ns: argparse.Namespace) -> int:
     from .report import write_report
 
-    write_report(ns.results_dir, out_dir=ns.out or None, plots=ns.plots)
+    write_report(ns.results_dir, out_dir=ns.out or None, plots=ns.plots, score_rules=ns.score_rules)
     return 0
 
 
@@ -236,4 +236,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     report.add_argument("results_dir", help="results folder or URI")
     report.add_argument("--out", default="", help="where to write tables (default: RESULTS_DIR/tables)")
     report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="also draw PNG plots")
+    report.add_argument("--score-rules", action="store_true",
+                        help="let leave-one-class-out also choose the score rule (mix lambda x component scale), "
+                             "re-mixed from each trial's stored components")
     report.set_defaults(func=_cmd_report)

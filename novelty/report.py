@@ -29,12 +29,13 @@ import pyarrow.fs as pafs
 from scipy.stats import wilcoxon
 from sklearn.metrics import roc_curve
 
-from .config import VARIANTS, TrialConfig
+from .config import BASELINES, METHODS, VARIANTS, TrialConfig
 from .results import ResultsError, open_store, read_rows, read_scores
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
 HYPER_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in FIXED_FIELDS)
 PAPER_LABELS = {"paper (full)": "paper: full (Tian et al.)"}
+BASELINE_LABELS = {b: f"ours: {b.upper()}" for b in BASELINES}  # beside the paper's "paper: OCSVM", ...
 NOTES = (
     "Cells: mean ± std (n) of the AUC over seeds; std with ddof=1 (blank when n = 1). "
     "Mean column: mean over classes of the per-class means; its ± is the std (ddof=1) over seeds "
@@ -80,13 +81,14 @@ def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
         if varying:
             out.loc[idx, "config"] = part[varying].apply(
                 lambda r: ", ".join(f"{c}={_fmt_value(r[c])}" for c in varying), axis=1)
-    out["label"] = [f"{v} ({c})" if c else v for v, c in zip(out["variant"], out["config"])]
+    names = [BASELINE_LABELS.get(v, v) for v in out["variant"]]
+    out["label"] = [f"{v} ({c})" if c else v for v, c in zip(names, out["config"])]
     return out
 
 
 def _order(frame: pd.DataFrame, *extra: str) -> pd.DataFrame:
     """Sort by dataset, variant (in VARIANTS order), config, then `extra` columns."""
-    rank = {v: i for i, v in enumerate(VARIANTS)}
+    rank = {v: i for i, v in enumerate(METHODS)}
     return frame.assign(_r=frame["variant"].map(rank).fillna(len(rank))).sort_values(
         ["dataset", "_r", "config", *extra], kind="stable").drop(columns="_r").reset_index(drop=True)
 
@@ -134,6 +136,16 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ({n})" if pd.isna(std) else f"{mean:.3f} ± {std:.3f} ({n})"
 
 
+def _row_order(label: str) -> tuple:
+    """Our variants, then each baseline as ours beside the paper's, then the paper's other rows."""
+    for i, b in enumerate(BASELINES):
+        if label.startswith(BASELINE_LABELS[b]):
+            return (1, i, 0)
+        if label.lower() == f"paper: {b}":
+            return (1, i, 1)
+    return (2, 0, 0) if label.startswith("paper") else (0, 0, 0)
+
+
 def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Dataset -> table of formatted cells: our labels then the paper's, classes + mean."""
     summary, means, paper = summary_table(rows), class_mean_table(rows), paper_table()
@@ -150,6 +162,7 @@ def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
         for lab, p in theirs.groupby("label", sort=False):
             ours[lab] = {str(c): f"{a:.3f}" for c, a in zip(p["normal_class"], p["auc"])}
         table = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=cols).fillna("")
+        table = table.loc[sorted(table.index, key=_row_order)]
         table.index.name = "method"
         tables[dataset] = table
     return tables
@@ -269,10 +282,60 @@ class _Writer:
         self.files.append(path if isinstance(self.fs, pafs.LocalFileSystem) else f"{self.out.rstrip('/')}/{name}")
 
 
-def write_report(uri: str, out_dir: str | None = None, plots: bool = True) -> Report:
+def _fmt_frame(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    shown = frame.copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = [("" if pd.isna(v) else f"{v:.3f}") for v in shown[c]]
+    return shown.set_index(index)
+
+
+def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rules: bool) -> list[str]:
+    """Honest vs oracle (from the traces) and leave-one-class-out choices, as Markdown + CSV."""
+    from .results import read_trace
+    from .selection import RULE, loco_select, oracle_table, rescore
+
+    md = []
+    labelled = label_rows(rows)
+    oracle = oracle_table(labelled, read_trace(uri, set(rows["key"])))
+    if not oracle.empty:
+        writer.put("oracle.csv", oracle.to_csv(index=False))
+        md.append("## Honest vs oracle\n\n" + to_markdown(_fmt_frame(oracle, ["dataset", "label"])) +
+                  "\nauc: the honest number (model after the last epoch, whole test split, eval mode). "
+                  "oracle_*: ORACLE views from the per-epoch traces, on a fixed seeded subset of the test split: "
+                  "oracle_last (last epoch: compare with auc for the subset's noise), oracle_best (best epoch on "
+                  "the test labels), oracle_best_con/fea/lat (each score component's best epoch), "
+                  "oracle_refcode_best (as the reference code scores: best test epoch, BatchNorm in train mode, "
+                  "test batches of 64 in stored order). Means over classes of per-class means over seeds. "
+                  "None of these chose anything.\n")
+    pool = labelled
+    if score_rules:
+        scores = read_scores(uri, set(rows[~rows["variant"].isin(BASELINES)]["key"]))
+        extra = rescore(rows[~rows["variant"].isin(BASELINES)], scores)
+        if not extra.empty:
+            pool = label_rows(pd.concat([rows.assign(rescored=False), extra], ignore_index=True)
+                              .drop_duplicates(subset=["key", "score_lambda", "score_norm"]))
+    choices, summary = loco_select(pool)
+    if not choices.empty:
+        writer.put("loco_choices.csv", choices.to_csv(index=False))
+        writer.put("loco.csv", summary.to_csv(index=False))
+        cells = summary.assign(cell=[_cell(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"],
+                                                                          summary["n_seeds"])])
+        md.append("## Leave-one-class-out selection\n\n" + RULE +
+                  (" Score rules (mix lambda x component scale) re-mixed from each trial's stored components "
+                   "are candidates too." if score_rules else "") + "\n\n" +
+                  to_markdown(cells[["dataset", "variant", "cell", "n_configs", "classes"]]
+                              .set_index(["dataset", "variant"])) +
+                  "\nChoices per class:\n\n" + to_markdown(_fmt_frame(choices, ["dataset", "variant", "normal_class"])))
+    return md
+
+
+def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score_rules: bool = False) -> Report:
     """Read every row under `uri`, print the tables and write them under `out_dir`
     (default `<uri>/tables`; a local path or any pyarrow.fs URI) as Markdown, CSV and
-    LaTeX, the ablation as its own table, and (if `plots`) PNG bar and ROC plots."""
+    LaTeX, the ablation as its own table, honest vs oracle from the traces, the
+    leave-one-class-out choices (over re-mixed score rules too if `score_rules`), and (if
+    `plots`) PNG bar and ROC plots."""
     rows = read_rows(uri)
     if rows.empty or "auc" not in rows:
         raise ResultsError(f"no trial rows under {uri.rstrip('/')}/rows: nothing to report")
@@ -300,6 +363,9 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True) -> Re
         writer.put("ablation.tex", to_latex(shown, "Paired AUC differences between variants (Wilcoxon signed-rank)"))
         report_md.append(f"## Ablation: paired differences\n\n{md}\n{ABLATION_NOTES}\n")
         print(f"\nAblation: paired differences (a − b)\n{md}")
+    for section in quality_sections(uri, rows, writer, score_rules):
+        report_md.append(section)
+        print("\n" + section)
     if plots:
         from .plots import class_bars_png, roc_png
 

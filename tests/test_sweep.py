@@ -117,3 +117,25 @@ def test_trial_labels_are_short_unique_and_map_back():
     assert "c9-entropy-s19" in labels and all(len(lab) <= 23 for lab in labels)
     assert {TrialConfig(**p["config"]).key(DIGITS) for p in labels.values()} == {t.key(DIGITS) for t in grid}
     assert {p["key"] for p in labels.values()} == {t.key(DIGITS) for t in grid}
+
+
+def test_baselines_through_tune_beside_the_papers_rows(fake_mnist, tmp_path):
+    """ocsvm / kde / dae / vae as grid values of a Ray Tune sweep: one valid row each, and the
+    report puts each one directly above the paper's row for the same method."""
+    from novelty.report import write_report
+
+    sweep = Sweep(name="baselines", grid={"variant": ["ocsvm", "kde", "dae", "vae"], "normal_class": [1]},
+                  fixed={"dataset": "mnist", "epochs": 1, "batch_size": 8, "nz": 8}, max_failures=0)
+    out = tmp_path / "res"
+    opts = SweepOptions(results=str(out), data_root=str(fake_mnist), cache_dir=str(tmp_path / "c"), report=False)
+    summary = run_sweep(sweep, opts)
+    assert summary.ran == 4 and not summary.failed
+    rows = read_rows(str(out))
+    assert sorted(rows["method"]) == ["dae", "kde", "ocsvm", "vae"]
+    assert rows["auc"].between(0, 1).all() and (rows["n_test"] == 60).all()
+    table = write_report(str(out), plots=False).tables["mnist"]
+    labels = list(table.index)
+    for name in ("OCSVM", "KDE", "DAE", "VAE"):
+        i = labels.index(f"ours: {name}")
+        assert labels[i + 1] == f"paper: {name}"
+        assert table.loc[f"paper: {name}", "1"] != "" and table.loc[f"ours: {name}", "1"].endswith("(1)")

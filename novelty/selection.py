@@ -1,0 +1,122 @@
+"""Honest choices and the oracle views beside them, for `novelty report`.
+
+- `loco_select`: leave-one-class-out. Among the configurations of one (dataset, variant),
+  class c gets the configuration with the best mean AUC over the *other* classes; the
+  class being scored never informs its own choice. This is the only way test labels
+  inform a choice in this project.
+- `rescore`: the score rule needs no retraining. Each trial stores its per-image
+  components (c_con, c_fea), and the validation statistics of each (val_con_mean, ...),
+  so the AUC a trial would have had with another mix lambda or component scale is
+  computed exactly from its files. Those rows are marked `rescored` and exist only inside
+  the report (never written as trial rows).
+- `oracle_table`: from the per-epoch traces (test labels, a diagnostic): the honest AUC
+  (the model after the last epoch, as the row holds it) beside the best epoch on the test
+  subset, and beside "as the reference code scores" (the best epoch, BatchNorm in train
+  mode over the test split in stored order). Nothing is selected on these.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+SCORE_LAMBDAS = (0.0, 0.5, 0.9, 1.0)
+SCORE_NORMS = ("none", "val")
+RULE = ("leave-one-class-out: for each class c, among the configurations of one (dataset, variant), "
+        "the one with the best mean AUC over the other classes (each class's AUC its mean over seeds); "
+        "the cell is class c's AUC under it (mean ± std over seeds). Class c's own AUCs never inform its choice.")
+
+
+def rescore(rows: pd.DataFrame, scores: pd.DataFrame, lambdas=SCORE_LAMBDAS, norms=SCORE_NORMS) -> pd.DataFrame:
+    """One row per (trial with components, lambda, norm): the trial's row with that score rule
+    and the AUC its stored components give under it (min-max does not change an AUC)."""
+    if scores.empty or "c_con" not in scores:
+        return rows.iloc[0:0].assign(rescored=pd.Series(dtype=bool))
+    out = []
+    by_key = {k: g for k, g in scores.dropna(subset=["c_con", "c_fea"]).groupby("key")}
+    for _, row in rows.iterrows():
+        part = by_key.get(row["key"])
+        if part is None or "val_con_std" not in row or pd.isna(row.get("val_con_std")):
+            continue
+        labels = part["label"].to_numpy()
+        for norm in norms:
+            con, fea = part["c_con"].to_numpy(float), part["c_fea"].to_numpy(float)
+            if norm == "val":
+                con = (con - row["val_con_mean"]) / row["val_con_std"]
+                fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+            for lam in lambdas:
+                out.append({**row.to_dict(), "score_lambda": float(lam), "score_norm": norm, "rescored": True,
+                            "auc": float(roc_auc_score(labels, lam * con + (1 - lam) * fea))})
+    return pd.DataFrame(out)
+
+
+def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave-one-class-out over the `config`s of each (dataset, variant) that has two or more.
+
+    `labelled`: rows with dataset, variant, config, normal_class, seed, auc. Returns
+    (choices: one row per (dataset, variant, class) with the chosen config, the mean over
+    the other classes it won with, and the class's mean/std/n under it;
+    summary: per (dataset, variant) the mean over classes of the chosen cells, and the
+    std over seeds of each seed's mean over the chosen cells when every seed has every class)."""
+    choices, summary = [], []
+    for (dataset, variant), part in labelled.groupby(["dataset", "variant"], sort=False):
+        cell = part.groupby(["config", "normal_class"])["auc"].mean().unstack("normal_class")  # config x class
+        if len(cell) < 2:
+            continue
+        classes = list(cell.columns)
+        picked = []
+        for c in classes:
+            others = [k for k in classes if k != c]
+            usable = cell[cell[others].notna().all(axis=1) & cell[c].notna()]
+            if usable.empty or not others:
+                continue
+            merit = usable[others].mean(axis=1).sort_index()  # sorted: ties go to the first config by name
+            best = merit.idxmax()
+            aucs = part[(part["config"] == best) & (part["normal_class"] == c)]["auc"]
+            choices.append({"dataset": dataset, "variant": variant, "normal_class": c, "chosen": best,
+                            "others_mean": float(merit[best]), "mean": aucs.mean(), "std": aucs.std(),
+                            "n": len(aucs)})
+            picked.append(part[(part["config"] == best) & (part["normal_class"] == c)])
+        if not picked:
+            continue
+        sel = pd.concat(picked)
+        per_class = sel.groupby("normal_class")["auc"].mean()
+        complete = all(set(g["normal_class"]) == set(per_class.index) for _, g in sel.groupby("seed"))
+        per_seed = sel.groupby("seed")["auc"].mean()
+        summary.append({"dataset": dataset, "variant": variant, "mean": per_class.mean(),
+                        "std": per_seed.std() if complete and len(per_seed) > 1 else np.nan,
+                        "n_seeds": sel["seed"].nunique(), "n_configs": len(cell),
+                        "classes": len(per_class)})
+    return pd.DataFrame(choices), pd.DataFrame(summary)
+
+
+def oracle_table(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, label): honest mean AUC (last epoch, whole test split) beside the ORACLE
+    views from the traces (test subset): last epoch, best epoch, reference-code scoring."""
+    if trace.empty:
+        return pd.DataFrame()
+    mix = "oracle_auc_mix" if "oracle_auc_mix" in trace else None
+    per_key = []
+    for key, t in trace.groupby("key"):
+        col = mix if mix and t[mix].notna().any() else "oracle_auc_score" if "oracle_auc_score" in t else None
+        if col is None or t[col].isna().all():
+            continue
+        t = t.sort_values("epoch")
+        rec = {"key": key, "oracle_last": t[col].iloc[-1], "oracle_best": t[col].max(),
+               "oracle_best_epoch": int(t.loc[t[col].idxmax(), "epoch"])}
+        for comp in ("con", "fea", "lat"):
+            if f"oracle_auc_{comp}" in t and t[f"oracle_auc_{comp}"].notna().any():
+                rec[f"oracle_best_{comp}"] = t[f"oracle_auc_{comp}"].max()
+        if "oracle_refcode_auc_mix" in t and t["oracle_refcode_auc_mix"].notna().any():
+            rec["oracle_refcode_best"] = t["oracle_refcode_auc_mix"].max()
+        per_key.append(rec)
+    if not per_key:
+        return pd.DataFrame()
+    merged = labelled.merge(pd.DataFrame(per_key), on="key")
+    cols = [c for c in ("auc", "oracle_last", "oracle_best", "oracle_best_epoch", "oracle_best_con",
+                        "oracle_best_fea", "oracle_best_lat", "oracle_refcode_best") if c in merged]
+    # mean over seeds per class, then over classes (as the main tables do)
+    per_class = merged.groupby(["dataset", "label", "normal_class"])[cols].mean()
+    out = per_class.groupby(["dataset", "label"]).mean()
+    out["classes"] = per_class.groupby(["dataset", "label"]).size()
+    return out.reset_index()

@@ -1,0 +1,113 @@
+"""Quality instruments: baselines, the oracle trace, leave-one-class-out, test-free score scaling."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from novelty.config import RunOptions, TrialConfig
+from novelty.results import read_rows, read_scores, read_trace
+from novelty.selection import loco_select, rescore
+from novelty.trial import run_trial
+
+from test_reliability import _tree
+
+
+def _opts(out, **kw):
+    return RunOptions(out=str(out), progress=False, **kw)
+
+
+def test_trace_per_epoch_marked_oracle_and_changes_nothing(tmp_path):
+    cfg = TrialConfig(dataset="digits", normal_class=3, epochs=3, batch_size=16)
+    reported = []
+    traced = run_trial(cfg, _opts(tmp_path / "a", trace=True, trace_images=200),
+                       on_epoch=lambda m, p: reported.append(m))
+    plain = run_trial(cfg, _opts(tmp_path / "b"))
+    assert traced["auc"] == plain["auc"]  # the trace looks, it does not touch
+    trace = read_trace(str(tmp_path / "a"))
+    assert list(trace["epoch"]) == [1, 2, 3] and (trace["key"] == traced["key"]).all()
+    oracle = [c for c in trace.columns if c.startswith("oracle_")]
+    assert {"oracle_auc_con", "oracle_auc_fea", "oracle_auc_lat", "oracle_auc_mix",
+            "oracle_refcode_auc_mix"} <= set(oracle)
+    assert trace[oracle].notna().all().all() and trace["val_loss_con"].notna().all()
+    assert not any(k.startswith("oracle_") for m in reported for k in m)  # never handed to the caller/Tune
+    assert read_trace(str(tmp_path / "b")).empty
+
+
+@pytest.mark.parametrize("variant", ["ocsvm", "kde", "dae", "vae"])
+def test_baseline_rows_have_the_trial_schema(tmp_path, variant):
+    cfg = TrialConfig(dataset="digits", normal_class=0, epochs=2, batch_size=16, variant=variant, nz=16)
+    row = run_trial(cfg, _opts(tmp_path, trace=True))
+    rows, scores = read_rows(str(tmp_path)), read_scores(str(tmp_path))
+    assert rows.loc[0, "method"] == variant and rows.loc[0, "variant"] == variant
+    assert 0.5 < row["auc"] <= 1.0  # class 0 of digits is easy for every baseline
+    assert len(scores) == row["n_test"] and scores["c_score"].notna().all()
+    if variant in ("dae", "vae"):
+        assert list(read_trace(str(tmp_path))["epoch"]) == [1, 2]
+    if variant == "kde":
+        assert rows.loc[0, "kde_bandwidth"] > 0
+
+
+def test_score_scaling_uses_no_test_image(tmp_path):
+    """Two trees with the same train/ and a different test/: the validation constants of
+    score_norm=val are identical, the test components are not."""
+    a = _tree(tmp_path / "a", 12, 0)
+    b = tmp_path / "b"
+    shutil.copytree(a / "train", b / "train")
+    _tree(tmp_path / "other", 12, 40)
+    shutil.copytree(tmp_path / "other" / "test", b / "test")
+    out = tmp_path / "res"
+    for root in (a, b):
+        cfg = TrialConfig(dataset="imagefolder", epochs=2, batch_size=4, score_norm="val")
+        run_trial(cfg, _opts(out, data_root=str(root), cache_dir=str(tmp_path / "cache"), trace=True))
+    rows = read_rows(str(out))
+    assert rows["key"].nunique() == 2
+    for col in ("val_con_mean", "val_con_std", "val_fea_mean", "val_fea_std"):
+        assert rows[col].nunique() == 1, col
+    scores = read_scores(str(out))
+    c = [g["c_con"].to_numpy() for _, g in scores.groupby("key")]
+    assert not np.allclose(c[0], c[1])
+    trace = read_trace(str(out))  # per-epoch validation figures don't move either
+    assert trace.groupby("epoch")["val_con_mean"].nunique().eq(1).all()
+
+
+def _hand_rows() -> pd.DataFrame:
+    """Config A is best on classes 0, 1; config B wins class 2 by a mile."""
+    auc = {("A", 0): 0.9, ("A", 1): 0.9, ("A", 2): 0.5, ("B", 0): 0.8, ("B", 1): 0.7, ("B", 2): 0.99}
+    return pd.DataFrame([{"dataset": "mnist", "variant": "full", "config": cfg, "normal_class": c, "seed": s,
+                          "auc": a + 0.01 * s} for (cfg, c), a in auc.items() for s in (0, 1)])
+
+
+def test_loco_picks_what_a_hand_computation_picks():
+    choices, summary = loco_select(_hand_rows())
+    chosen = dict(zip(choices["normal_class"], choices["chosen"]))
+    # class 0: others (1, 2) -> A 0.705, B 0.85 -> B; class 1: (0, 2) -> A 0.705, B 0.9 -> B;
+    # class 2: (0, 1) -> A 0.905, B 0.755 -> A (B's 0.99 on class 2 itself does not count)
+    assert chosen == {0: "B", 1: "B", 2: "A"}
+    c2 = choices.set_index("normal_class").loc[2]
+    assert c2["mean"] == pytest.approx(0.505) and c2["others_mean"] == pytest.approx(0.905)
+    assert summary.loc[0, "mean"] == pytest.approx((0.805 + 0.705 + 0.505) / 3)
+    assert summary.loc[0, "std"] == pytest.approx(np.std([(0.8 + 0.7 + 0.5) / 3, (0.81 + 0.71 + 0.51) / 3], ddof=1))
+
+
+def test_loco_never_uses_the_held_out_class():
+    rows = _hand_rows()
+    before = loco_select(rows)[0].set_index("normal_class")["chosen"]
+    for c in (0, 1, 2):  # any change to class c's own AUCs leaves class c's choice alone
+        changed = rows.copy()
+        changed.loc[changed["normal_class"] == c, "auc"] = np.where(
+            changed.loc[changed["normal_class"] == c, "config"] == before[c], 0.0, 1.0)
+        after = loco_select(changed)[0].set_index("normal_class")["chosen"]
+        assert after[c] == before[c]
+
+
+def test_rescore_equals_a_trial_with_that_rule(tmp_path):
+    base = TrialConfig(dataset="digits", normal_class=5, epochs=2, batch_size=16)
+    run_trial(base, _opts(tmp_path / "a"))
+    other = TrialConfig(**{**base.__dict__, "score_lambda": 0.5, "score_norm": "val"})
+    direct = run_trial(other, _opts(tmp_path / "b"))
+    re = rescore(read_rows(str(tmp_path / "a")), read_scores(str(tmp_path / "a")), lambdas=(0.5,), norms=("val",))
+    assert len(re) == 1 and bool(re.loc[0, "rescored"])
+    assert re.loc[0, "auc"] == pytest.approx(direct["auc"], abs=1e-9)
