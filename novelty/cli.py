@@ -10,13 +10,8 @@ import sys
 
 import torch.distributed as dist
 
-from .config import ConfigError, RunOptions, TrialConfig, add_dataclass_args, from_namespace
-from .data import DataError
-from .results import ResultsError
-from .train import CheckpointError, TrainingDiverged
-
-USER_ERRORS = (ConfigError, DataError, ResultsError, TrainingDiverged, CheckpointError, FileNotFoundError,
-               PermissionError)
+from .config import RunOptions, TrialConfig, add_dataclass_args, from_namespace
+from .errors import run_user_command
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -46,23 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(train, TrialConfig)
     add_dataclass_args(train, RunOptions)
     train.set_defaults(func=cmd_train)
-    from .grid import add_subcommands
+    from .launch import add_subcommands
 
     add_subcommands(sub)
     return parser
-
-
-def run_user_command(fn) -> int:
-    """Run fn(); a mistake the user can fix ends as one line on stderr and exit status 2."""
-    try:
-        return fn()
-    except USER_ERRORS as exc:
-        print(f"novelty: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("novelty: interrupted; completed trials are kept, rerun the same command to resume",
-              file=sys.stderr)
-        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

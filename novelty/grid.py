@@ -1,8 +1,8 @@
 """Sweeps as data: a grid of trials, its resources, and the options that narrow it.
 
 A sweep file under `sweeps/` declares one `SWEEP = Sweep(...)` and ends with
-`SWEEP.main()`. Nothing here imports Ray: the Ray driver (`novelty.sweep`) is imported
-only when a sweep is run through Ray, so a Slurm job-array task runs without it.
+`raise SystemExit(main(SWEEP))` (`novelty.launch.main`). This module is data only: it
+imports neither Ray nor the driver, so a Slurm job-array task runs without them.
 """
 from __future__ import annotations
 
@@ -75,16 +75,6 @@ class Sweep:
             raise ConfigError(f"sweep {self.name!r} has no trials (an empty value list in its grid or options)")
         return trials
 
-    def main(self, argv: list[str] | None = None) -> int:
-        """Entry point of a sweep file: parse SweepOptions and run the sweep through Ray Tune."""
-        parser = argparse.ArgumentParser(prog=f"sweep {self.name}",
-                                         description=f"Run the {self.name!r} sweep through Ray Tune.")
-        add_dataclass_args(parser, SweepOptions)
-        ns = parser.parse_args(argv)
-        from .cli import run_user_command
-
-        return run_user_command(lambda: _run_with_ray(self, from_namespace(SweepOptions, ns)))  # checks itself
-
 
 @dataclass(frozen=True)
 class SweepOptions:
@@ -144,22 +134,6 @@ class SweepOptions:
         return dataclasses.replace(sweep, **changes)
 
 
-def _run_with_ray(sweep: Sweep, opts: SweepOptions) -> int:
-    from .sweep import run_sweep  # the only module that imports Ray
-
-    summary = run_sweep(opts.resources(sweep), opts)
-    if opts.report and summary.total > len(summary.failed):
-        from .report import write_report
-
-        write_report(opts.results_uri(sweep))
-    if summary.failed:
-        print(f"novelty: error: {len(summary.failed)} trial(s) of sweep {sweep.name} ended without a row "
-              f"(see the tracebacks above; rerun the same command to retry them): {', '.join(summary.failed)}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
 def load_sweep(path: str) -> Sweep:
     """Import a sweep file and return its SWEEP."""
     file = Path(path)
@@ -173,70 +147,3 @@ def load_sweep(path: str) -> Sweep:
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"{path} defines no `SWEEP = Sweep(...)`")
     return sweep
-
-
-# ------------------------------------------------------------------ subcommands
-
-
-def _cmd_sweep(ns: argparse.Namespace) -> int:
-    return _run_with_ray(load_sweep(ns.sweep_file), from_namespace(SweepOptions, ns))
-
-
-def _cmd_array_task(ns: argparse.Namespace) -> int:
-    """One trial of a sweep per Slurm array task, no Ray: SLURM_ARRAY_TASK_ID -> trial."""
-    import os
-
-    from .results import existing_keys
-    from .trial import prepare_data, run_trial
-
-    sweep, opts = load_sweep(ns.sweep_file), from_namespace(SweepOptions, ns)
-    trials = sweep.trials(opts)
-    if ns.count:
-        print(len(trials))
-        return 0
-    index = ns.index if ns.index >= 0 else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
-    if not 0 <= index < len(trials):
-        raise ConfigError(f"array index {index} is outside the sweep's {len(trials)} trials (0..{len(trials) - 1})")
-    cfg = trials[index]
-    run = opts.run_options(sweep)  # progress is already off
-    _, key = prepare_data(cfg, run)
-    if key in existing_keys(run.out):
-        print(f"trial {index} ({cfg.variant}, class {cfg.normal_class}, seed {cfg.seed}, key {key}) "
-              "already has a row; nothing to do")
-        return 0
-    row = run_trial(cfg, run)
-    print(f"trial {index} {row['run_name']} AUC {row['auc']:.4f}" if row else f"trial {index} done")
-    return 0
-
-
-def _cmd_report(ns: argparse.Namespace) -> int:
-    from .report import write_report
-
-    write_report(ns.results_dir, out_dir=ns.out or None, plots=ns.plots, score_rules=ns.score_rules)
-    return 0
-
-
-def add_subcommands(sub: argparse._SubParsersAction) -> None:
-    sweep = sub.add_parser("sweep", help="run a sweep file through Ray Tune",
-                           description="Run the grid of a sweep file through Ray Tune; trials with a row are skipped.")
-    sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
-    add_dataclass_args(sweep, SweepOptions)
-    sweep.set_defaults(func=_cmd_sweep)
-
-    array = sub.add_parser("array-task", help="run one trial of a sweep without Ray (Slurm job arrays)",
-                           description="Run trial SLURM_ARRAY_TASK_ID (or --index) of a sweep file, no Ray.")
-    array.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
-    array.add_argument("--index", type=int, default=-1, help="trial index (default: $SLURM_ARRAY_TASK_ID)")
-    array.add_argument("--count", action="store_true", help="print the number of trials and exit")
-    add_dataclass_args(array, SweepOptions)
-    array.set_defaults(func=_cmd_array_task)
-
-    report = sub.add_parser("report", help="rebuild mean ± std tables and plots from a results folder",
-                            description="Read every row under RESULTS_DIR; write tables (Markdown, CSV, LaTeX) and plots.")
-    report.add_argument("results_dir", help="results folder or URI")
-    report.add_argument("--out", default="", help="where to write tables (default: RESULTS_DIR/tables)")
-    report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="also draw PNG plots")
-    report.add_argument("--score-rules", action="store_true",
-                        help="let leave-one-class-out also choose the score rule (mix lambda x component scale), "
-                             "re-mixed from each trial's stored components")
-    report.set_defaults(func=_cmd_report)

@@ -13,7 +13,18 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .report import roc_points
+from sklearn.metrics import roc_curve
+
+from .results import ResultsError
+
+def roc_points(scores: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve (fpr, tpr) of one trial's per-image scores (label 1 = outlier)."""
+    part = scores[scores["key"] == key]
+    if part.empty or part["label"].nunique() < 2:
+        raise ResultsError(f"trial {key} has no scores with both labels; cannot draw its ROC")
+    fpr, tpr, _ = roc_curve(part["label"].to_numpy(), part["score"].to_numpy())
+    return fpr, tpr
+
 
 MAX_ROC_CLASSES = 20
 """ROC panels per figure; datasets with more classes (COIL-100) show the first ones."""

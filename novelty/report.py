@@ -27,7 +27,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 from scipy.stats import wilcoxon
-from sklearn.metrics import roc_curve
 
 from .config import BASELINES, METHODS, VARIANTS, TrialConfig
 from .results import ResultsError, open_store, read_rows, read_scores
@@ -201,15 +200,6 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
         warnings.simplefilter("always")
         p = float(wilcoxon(a, b).pvalue)
     return p, "; ".join(sorted({str(w.message) for w in caught}))
-
-
-def roc_points(scores: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """ROC curve (fpr, tpr) of one trial's per-image scores (label 1 = outlier)."""
-    part = scores[scores["key"] == key]
-    if part.empty or part["label"].nunique() < 2:
-        raise ResultsError(f"trial {key} has no scores with both labels; cannot draw its ROC")
-    fpr, tpr, _ = roc_curve(part["label"].to_numpy(), part["score"].to_numpy())
-    return fpr, tpr
 
 
 # ------------------------------------------------------------------ rendering

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,42 @@ class SweepSummary:
     skipped: int
     ran: int
     failed: list[str]
+
+
+class Progress(tune.Callback):
+    """One line per finished trial instead of Tune's tables: done / running / failed, the
+    trial's AUC, the elapsed time and an estimate of the time left."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.failed, self.running = total, 0, 0, set()
+        self.t0 = time.monotonic()
+
+    def _line(self, label: str, what: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        finished = self.done + self.failed
+        left = elapsed / finished * (self.total - finished) if finished else float("nan")
+        eta = f", ~{_mmss(left)} left" if finished and finished < self.total else ""
+        print(f"[{self.done}/{self.total} done, {len(self.running)} running, {self.failed} failed] "
+              f"{label}: {what} ({_mmss(elapsed)} elapsed{eta})", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        auc = (trial.last_result or {}).get("auc")
+        self._line(trial.config.get("trial", trial.trial_id), f"AUC {auc:.4f}" if auc is not None else "done")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        self.failed += 1
+        self._line(trial.config.get("trial", trial.trial_id), "FAILED (traceback above; no row)")
+
+
+def _mmss(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _report_epoch(metrics: dict, checkpoint: Path | None) -> None:
@@ -201,7 +238,8 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
             name=name, storage_path=f"{storage}/_ray",
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1,
+            verbose=0,  # Progress prints one line per trial instead of Tune's tables
+            callbacks=[Progress(len(pending))],
         ),
     )
     grid = tuner.fit()

@@ -7,6 +7,7 @@ base = DAE + D; entropy = + L_inf; cam = + CAM (the paper skipped it); full = bo
 """
 from novelty.config import VARIANTS
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="ablation",
@@ -18,4 +19,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

@@ -5,6 +5,7 @@
 """
 from novelty.config import VARIANTS
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="cifar10",
@@ -16,4 +17,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

@@ -3,6 +3,7 @@
     python sweeps/coil100.py --data-root DATA   (DATA holds obj<K>__<angle>.png)
 """
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="coil100",
@@ -14,4 +15,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

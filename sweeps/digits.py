@@ -6,6 +6,7 @@ No download, no GPU: done in minutes on 2 cores.
 """
 from novelty.config import VARIANTS
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="digits",
@@ -19,4 +20,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

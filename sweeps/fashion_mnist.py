@@ -3,6 +3,7 @@
     python sweeps/fashion_mnist.py --data-root DATA  (torchvision layout: DATA/FashionMNIST/raw)
 """
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="fashion_mnist",
@@ -14,4 +15,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

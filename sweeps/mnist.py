@@ -3,6 +3,7 @@
     python sweeps/mnist.py --data-root ../shared/data [--seeds 0 --max-concurrent 1]
 """
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="mnist",
@@ -14,4 +15,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

@@ -9,6 +9,7 @@ diagnostics and choose nothing.
     python sweeps/study_mnist.py --data-root ../shared/data --results results/study_mnist --trace
 """
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="study_mnist",
@@ -20,4 +21,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))

@@ -165,9 +165,9 @@ def test_report_on_a_truncated_parquet(tmp_path):
 
 def test_sweep_file_with_unknown_field(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from novelty.grid import Sweep\n"
+    bad.write_text("from novelty.grid import Sweep\nfrom novelty.launch import main\n"
                    "SWEEP = Sweep(name='bad', grid={'normal_clas': [0]}, fixed={'dataset': 'digits'})\n"
-                   "raise SystemExit(SWEEP.main())\n")
+                   "raise SystemExit(main(SWEEP))\n")
     p = subprocess.run([sys.executable, str(bad)], capture_output=True, text=True, timeout=120)
     _one_line_failure(p, "unknown trial field(s) normal_clas")
 

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_curve
 
 from novelty.cli import main
 from novelty.config import TrialConfig
-from novelty.report import (class_mean_table, paired_differences, roc_points, summary_table, wide_tables,
+from novelty.plots import roc_points
+from novelty.report import (class_mean_table, paired_differences, summary_table, wide_tables,
                             wilcoxon_p, write_report)
 from novelty.results import ResultsError, read_rows, read_scores, write_trial
 

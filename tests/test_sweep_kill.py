@@ -13,6 +13,7 @@ from novelty.results import read_rows
 
 SWEEP_FILE = '''
 from novelty.grid import Sweep
+from novelty.launch import main
 
 SWEEP = Sweep(
     name="killme",
@@ -23,7 +24,7 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(SWEEP.main())
+    raise SystemExit(main(SWEEP))
 '''
 
 
