@@ -14,12 +14,25 @@ from .config import RunOptions, TrialConfig, add_dataclass_args, from_namespace
 from .errors import run_user_command
 
 
+def _normal_class(ns: argparse.Namespace, opts: RunOptions) -> dict:
+    """--normal-class as a number, or as an ImageFolder class folder's name (e.g. good)."""
+    text = getattr(ns, "normal_class", None)
+    if text is None:
+        return {}
+    if text.lstrip("-").isdigit():
+        return {"normal_class": int(text)}
+    from .data import class_index, load_imageset
+
+    data = load_imageset(getattr(ns, "dataset", "digits"), opts.data_root, opts.cache_dir, opts.download)
+    return {"normal_class": class_index(data, text)}
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     from .distributed import init_from_env
     from .trial import run_trial
 
-    cfg = from_namespace(TrialConfig, ns)
     opts = from_namespace(RunOptions, ns)
+    cfg = from_namespace(TrialConfig, ns, **_normal_class(ns, opts))
     started = init_from_env(opts.device)
     try:
         row = run_trial(cfg, opts)

@@ -39,7 +39,7 @@ class TrialConfig:
     dataset: str = "digits"
     """Dataset: digits (embedded), mnist, fashion_mnist, cifar10, imagefolder, coil100."""
     normal_class: int = 0
-    """Index of the normal class (COIL-100: object index, or -1 to draw it from the seed)."""
+    """Index of the normal class (COIL-100: object index, or -1 to draw it from the seed); on the command line an ImageFolder class may be named (--normal-class good)."""
     seed: int = 0
     """Seed of everything random in the trial: init, validation split, noise, batch order."""
     variant: str = "full"
@@ -193,6 +193,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
                                default=argparse.SUPPRESS, help=help_)
         else:
             choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS}.get(f.name)
+            kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)
 

@@ -35,6 +35,8 @@ class ImageSet:
     test_x: torch.Tensor
     test_y: torch.Tensor
     n_classes: int
+    class_names: tuple[str, ...] = ()
+    """Folder names of the classes (ImageFolder trees), index = label; empty for the others."""
     fingerprint: str = ""
     """Hash of the decoded tensors: part of every trial's key (see `fingerprint`)."""
 
@@ -153,9 +155,12 @@ def _imagefolder_files(root: Path) -> list[Path]:
 
 
 def _decode_imagefolder(root: Path) -> ImageSet:
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    """Classes are the class folders of train/ and test/ together, sorted by name, so an
+    anomaly-detection tree (train/good/, test/good/, test/<defect>/: outliers in the test
+    split only, as MVTec AD lays it out) works as well as a classification tree."""
+    classes = sorted({d.name for part in ("train", "test") for d in (root / part).iterdir() if d.is_dir()})
     if not classes:
-        raise DataError(f"{root / 'train'} has no class folders")
+        raise DataError(f"{root} has no class folders under train/ or test/ (expected train/<class>/*.png)")
     parts = []
     for part in ("train", "test"):
         paths, labels = [], []
@@ -164,9 +169,10 @@ def _decode_imagefolder(root: Path) -> ImageSet:
             paths += files
             labels += [k] * len(files)
         if not paths:
-            raise DataError(f"{root / part} has no images")
+            raise DataError(f"{root / part} has no images in its class folders "
+                            f"({', '.join(IMAGE_SUFFIXES)})")
         parts += [_stack_images(paths), torch.tensor(labels, dtype=torch.long)]
-    return ImageSet(*parts, n_classes=len(classes))
+    return ImageSet(*parts, n_classes=len(classes), class_names=tuple(classes))
 
 
 def _cifar_pickles(root: Path, download: bool) -> list[Path] | None:
@@ -272,7 +278,8 @@ def _cached(name: str, files: list[Path], cache_dir: str, decode) -> ImageSet:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({k: getattr(ds, k) for k in ("train_x", "train_y", "test_x", "test_y", "n_classes")}, tmp)
+        torch.save({k: getattr(ds, k) for k in ("train_x", "train_y", "test_x", "test_y", "n_classes",
+                                                "class_names")}, tmp)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache folder only costs speed
@@ -341,8 +348,16 @@ def one_class_split(ds: ImageSet, dataset: str, normal_class: int, seed: int, va
     perm = torch.randperm(len(train_pool), generator=gen)
     n_val = int(round(val_fraction * len(train_pool)))
     val, train = train_pool[perm[:n_val]], train_pool[perm[n_val:]]
-    if len(train) == 0 or labels.sum() == 0 or labels.sum() == len(labels):
-        raise DataError(f"class {normal_class} of {dataset} leaves an empty train set or a one-label test set")
+    name = _class_name(ds, normal_class)
+    if len(train) == 0:
+        raise DataError(f"normal class {name} of {dataset} has no training images left after the validation "
+                        f"hold-out ({len(train_pool)} in its train split)")
+    if labels.sum() == 0:
+        raise DataError(f"the test split of {dataset} has only normal-class ({name}) images: an AUC needs "
+                        "outliers too (for an ImageFolder tree: add test/<other class>/ folders)")
+    if labels.sum() == len(labels):
+        raise DataError(f"the test split of {dataset} has no image of the normal class {name}: an AUC needs "
+                        f"normal test images too (for an ImageFolder tree: add test/{name.split(' ')[0]}/)")
     return Split(to_unit_range(train), to_unit_range(val), to_unit_range(test), labels, normal_class)
 
 
@@ -357,8 +372,22 @@ def check_trainable(ds: ImageSet, dataset: str, normal_class: int, val_fraction:
         n_pool = int(round(0.8 * n_pool))
     n_train = n_pool - int(round(val_fraction * n_pool))
     if n_train < min_train:
-        raise DataError(f"normal class {normal_class} of {dataset} has {n_train} training image(s) after the "
+        raise DataError(f"normal class {_class_name(ds, normal_class)} of {dataset} has {n_train} training image(s) after the "
                         f"validation hold-out; a trial needs at least {min_train} (one batch of >= 2 per rank)")
+
+
+def _class_name(ds: ImageSet, k: int) -> str:
+    return f"{ds.class_names[k]} (index {k})" if k < len(ds.class_names) else str(k)
+
+
+def class_index(ds: ImageSet, name: str) -> int:
+    """The index of a class given by its folder name (ImageFolder trees) or as a number."""
+    if name.lstrip("-").isdigit():
+        return int(name)
+    if name in ds.class_names:
+        return ds.class_names.index(name)
+    known = ", ".join(f"{i}={c}" for i, c in enumerate(ds.class_names)) or "numbers only for this dataset"
+    raise DataError(f"no class named {name!r}; classes: {known}")
 
 
 def _check_class(k: int, n: int, dataset: str) -> None:

@@ -198,3 +198,21 @@ def test_stored_components_reproduce_the_score(tmp_path):
         np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-6,
                                    atol=1e-9)
         assert part["c_lat"].notna().all()
+
+
+def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
+    """MVTec-style: train/good only; test/good and test/<defect>; --normal-class good."""
+    root = tmp_path / "mvtec"
+    _tree(root, 10, 0, names=("good", "scratch"))
+    shutil.rmtree(root / "train" / "scratch")  # outliers only in the test split
+    out = tmp_path / "res"
+    common = ["--dataset", "imagefolder", "--data-root", str(root), "--cache-dir", str(tmp_path / "c")]
+    p = _train(out, *common, "--normal-class", "good")
+    assert p.returncode == 0, p.stderr
+    row = read_rows(str(out)).iloc[0]
+    assert row["normal_class"] == 0 and row["n_test"] == 12 and row["n_outliers"] == 6
+    _one_line_failure(_train(out, *common, "--normal-class", "scratch"), "has 0 training image(s)")
+    _one_line_failure(_train(out, *common, "--normal-class", "dent"), "no class named 'dent'; classes: 0=good, 1=scratch")
+    shutil.rmtree(root / "test" / "scratch")
+    p = _train(tmp_path / "res2", *common[:-1], str(tmp_path / "c2"), "--normal-class", "good")
+    _one_line_failure(p, "has only normal-class (good (index 0)) images")
