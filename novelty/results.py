@@ -32,7 +32,11 @@ class ResultsError(RuntimeError):
 def open_store(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, base path) for a local path or a URI."""
     if "://" in uri:
-        fs, path = pafs.FileSystem.from_uri(uri)
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except (OSError, pa.ArrowException) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+            raise ResultsError(f"cannot open the results URI {uri}: {why}") from exc
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), str(Path(uri).absolute())
 

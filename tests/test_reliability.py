@@ -40,7 +40,7 @@ def _no_partial_files(root: Path) -> None:
     assert not leftovers, leftovers
 
 
-def _train(out: Path, *args: str):
+def _train(out, *args: str):
     return _cli("train", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress", *args)
 
 
@@ -216,3 +216,7 @@ def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
     shutil.rmtree(root / "test" / "scratch")
     p = _train(tmp_path / "res2", *common[:-1], str(tmp_path / "c2"), "--normal-class", "good")
     _one_line_failure(p, "has only normal-class (good (index 0)) images")
+
+
+def test_unusable_results_uri(tmp_path):
+    _one_line_failure(_train(Path("unknown-scheme://bucket/x")), "cannot open the results URI unknown-scheme://")
