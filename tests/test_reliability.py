@@ -219,4 +219,4 @@ def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
 
 
 def test_unusable_results_uri(tmp_path):
-    _one_line_failure(_train(Path("unknown-scheme://bucket/x")), "cannot open the results URI unknown-scheme://")
+    _one_line_failure(_train("unknown-scheme://bucket/x"), "cannot open the results URI unknown-scheme://")
