@@ -10,7 +10,7 @@ import sys
 
 import torch.distributed as dist
 
-from .config import RunOptions, TrialConfig, add_dataclass_args, from_namespace
+from .config import PRESETS, RunOptions, TrialConfig, add_dataclass_args, from_namespace
 from .errors import run_user_command
 
 
@@ -32,7 +32,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     from .trial import run_trial
 
     opts = from_namespace(RunOptions, ns)
-    cfg = from_namespace(TrialConfig, ns, **_normal_class(ns, opts))
+    given = {k: v for k, v in vars(ns).items() if k != "preset"}
+    cfg = from_namespace(TrialConfig, {**PRESETS.get(ns.preset, {}), **given}, **_normal_class(ns, opts))
     started = init_from_env(opts.device)
     try:
         row = run_trial(cfg, opts)
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train and score one trial; write its Parquet row",
                            description="Train one trial (Tian et al.) and write its row and per-image scores.")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="",
+                       help="start from a named set of values (paper: the paper's stated choices and the "
+                            "provisional open knobs); options given explicitly still win")
     add_dataclass_args(train, TrialConfig)
     add_dataclass_args(train, RunOptions)
     train.set_defaults(func=cmd_train)

@@ -25,6 +25,17 @@ VARIANTS = ("base", "entropy", "cam", "full")
 BASELINES = ("dae", "vae", "ocsvm", "kde")  # the paper's table 2-3 baselines, run in the same harness
 METHODS = VARIANTS + BASELINES
 SCORE_NORMS = ("none", "val")
+
+PAPER = {
+    # stated by the paper (section 4): Adam at lr 1e-3, batch 64, pixels in [-1, 1], eq. 7-8
+    # over the whole test set (raw components mixed, then min-max)
+    "lr": 1e-3, "batch_size": 64, "score_norm": "none",
+    # not stated; the provisional GANomaly-family values this project started with
+    "beta1": 0.5, "beta2": 0.999, "nz": 100, "epochs": 15, "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0,
+    "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
+}
+PRESETS = {"paper": PAPER}
+"""Named sets of TrialConfig values: `novelty train --preset paper`, or `fixed={**PRESETS["paper"]}` in a sweep."""
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil100")
 
 

@@ -183,3 +183,14 @@ def test_results_to_a_uri(tmp_path):
     rows = read_rows(uri)
     assert list(rows["key"]) == [cfg.key(DIGITS)] and rows.loc[0, "auc"] == row["auc"]
     assert len(read_scores(uri)) == row["n_test"]
+
+
+def test_cli_preset_paper_with_explicit_overrides(tmp_path):
+    from novelty.config import PAPER
+
+    p = _cli("train", "--preset", "paper", "--epochs", "1", "--nz", "7", "--out", str(tmp_path), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    row = read_rows(str(tmp_path)).iloc[0]
+    assert row["nz"] == 7 and row["epochs"] == 1  # explicit options win
+    for k in ("lr", "batch_size", "score_norm", "score_lambda", "w_con", "noise_std"):
+        assert row[k] == PAPER[k], k
