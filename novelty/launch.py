@@ -32,7 +32,7 @@ def run_with_ray(sweep: Sweep, opts: SweepOptions) -> int:
         write_report(opts.results_uri(sweep))
     if summary.failed:
         print(f"novelty: error: {len(summary.failed)} trial(s) of sweep {sweep.name} ended without a row "
-              f"(see the tracebacks above; rerun the same command to retry them): {', '.join(summary.failed)}",
+              f"(see the FAILED lines above; rerun the same command to retry them): {', '.join(summary.failed)}",
               file=sys.stderr)
         return 1
     return 0

@@ -22,6 +22,7 @@ from ray import tune
 
 from .config import RunOptions, TrialConfig
 from .data import check_trainable, load_imageset
+from .errors import USER_ERRORS
 from .grid import Sweep, SweepOptions
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
@@ -59,8 +60,14 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
-        auc = (trial.last_result or {}).get("auc")
-        self._line(trial.config.get("trial", trial.trial_id), f"AUC {auc:.4f}" if auc is not None else "done")
+        result = trial.last_result or {}
+        label = trial.config.get("trial", trial.trial_id)
+        if result.get("error"):
+            self.done -= 1
+            self.failed += 1
+            self._line(label, f"FAILED, not retried (it would fail again): {result['error']}")
+        else:
+            self._line(label, f"AUC {result['auc']:.4f}" if result.get("auc") is not None else "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.running.discard(trial.trial_id)
@@ -144,9 +151,14 @@ def trainable(config: dict, trials: dict[str, dict]) -> None:
     opts = RunOptions(**config["run"])
     ranks = int(config.get("ranks", 1))
     local = default_checkpoint(key, opts)  # beside local results: reruns and Tune's retries resume from it
-    with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
-        row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME,
-                              config.get("fail_once_dir"), key, data)
+    try:
+        with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
+            row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME,
+                                  config.get("fail_once_dir"), key, data)
+    except USER_ERRORS as exc:  # it would fail the same way again: no retry, no traceback, no row
+        print(f"novelty: error: trial {config['trial']}: {exc}", flush=True)
+        tune.report({"error": str(exc), "key": key, "done": True})
+        return
     tune.report({"auc": row["auc"], "key": key, "done": True, "epoch": cfg.epochs,
                  "train_seconds": row["train_seconds"]})
 

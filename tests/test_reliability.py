@@ -220,3 +220,19 @@ def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
 
 def test_unusable_results_uri(tmp_path):
     _one_line_failure(_train("unknown-scheme://bucket/x"), "cannot open the results URI unknown-scheme://")
+
+
+def test_sweep_whose_trials_fail_exits_nonzero_without_retries(tmp_path):
+    """A trial that diverges would diverge again: it is not retried, the sweep lists it and exits 1."""
+    bad = tmp_path / "diverge.py"
+    bad.write_text("from novelty.grid import Sweep\nfrom novelty.launch import main\n"
+                   "SWEEP = Sweep(name='diverge', grid={'normal_class': [0]},\n"
+                   "              fixed={'dataset': 'digits', 'epochs': 1, 'lr': 1e30}, max_failures=2)\n"
+                   "raise SystemExit(main(SWEEP))\n")
+    out = tmp_path / "res"
+    p = subprocess.run([sys.executable, str(bad), "--results", str(out), "--ray-address", "local", "--no-report"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"})
+    _one_line_failure(p, "1 trial(s) of sweep diverge ended without a row")
+    assert p.stdout.count("FAILED, not retried") == 1 and "loss became NaN" in p.stdout  # ran once
+    assert not list(out.glob("rows/*.parquet"))
