@@ -17,7 +17,7 @@ from .baselines import run_baseline
 from .config import ConfigError, RunOptions, TrialConfig
 from .data import DataError, ImageSet, check_trainable, load_imageset, one_class_split
 from .results import check_writable, is_local, open_store, write_trial
-from .scoring import Scores, score_test
+from .scoring import COMPONENTS, Scores, score_test
 from .train import EpochCallback, fit, pick_device, stats_of
 
 
@@ -32,6 +32,19 @@ def _git_commit() -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+NAN = float("nan")
+# Every row, scores file and trace has the same columns whatever the method (NaN where a
+# column does not apply), so `pd.read_parquet(<results>/rows)` over a folder that mixes
+# variants and baselines keeps them all (pyarrow takes one file's schema for the folder).
+METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMPONENTS for s in ("mean", "std")),
+                  "final_loss_d", "final_loss_g", "final_loss_con", "final_loss_fea", "final_loss_inf",
+                  "val_score", "final_loss", "kde_bandwidth", "ocsvm_nu")
+SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score"))
+TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
+                 "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
+                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "mix", "score")), "oracle_refcode_auc_mix")
 
 
 def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
@@ -130,7 +143,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "auc": scores.auc,
         "data_root": str(Path(opts.data_root).absolute()) if opts.data_root else "",
         "data_fingerprint": data.fingerprint,
-        **extra,
+        **{c: NAN for c in METHOD_COLUMNS}, **extra,
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
         "n_outliers": int(split.test_labels.sum()),
         "train_seconds": train_seconds, "score_seconds": scores.seconds,
@@ -145,8 +158,13 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     if write:
         frame = pd.DataFrame({"key": key, "index": range(len(scores.labels)), "label": scores.labels,
                               "score": scores.score, "raw_score": scores.raw,
+                              **{c: NAN for c in SCORE_COLUMNS},
                               **{f"c_{c}": v for c, v in scores.components.items()}})
-        trace = pd.DataFrame(hist).assign(key=key) if opts.trace else None
+        trace = None
+        if opts.trace:
+            trace = pd.DataFrame(hist)
+            trace = trace.reindex(columns=[*TRACE_COLUMNS, *(c for c in trace if c not in TRACE_COLUMNS)])
+            trace = trace.astype({c: float for c in TRACE_COLUMNS}).assign(key=key)
         write_trial(opts.out, row, frame, trace)
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()  # the row is the result; the checkpoint was only for resuming

@@ -111,3 +111,19 @@ def test_rescore_equals_a_trial_with_that_rule(tmp_path):
     re = rescore(read_rows(str(tmp_path / "a")), read_scores(str(tmp_path / "a")), lambdas=(0.5,), norms=("val",))
     assert len(re) == 1 and bool(re.loc[0, "rescored"])
     assert re.loc[0, "auc"] == pytest.approx(direct["auc"], abs=1e-9)
+
+
+def test_pandas_reads_a_folder_mixing_methods_with_every_column(tmp_path):
+    """pyarrow takes one file's schema for a folder: every row/scores/trace file has the same columns."""
+    for variant in ("kde", "full"):
+        run_trial(TrialConfig(dataset="digits", normal_class=6, epochs=1, batch_size=16, variant=variant),
+                  _opts(tmp_path, trace=True))
+    rows = pd.read_parquet(tmp_path / "rows")
+    assert {"kde_bandwidth", "val_con_mean", "final_loss_d", "method"} <= set(rows.columns) and len(rows) == 2
+    assert rows.set_index("method").loc["kde", "kde_bandwidth"] > 0
+    assert rows.set_index("method").loc["tian2020", "val_con_mean"] > 0
+    scores = pd.read_parquet(tmp_path / "scores")
+    assert {"c_con", "c_fea", "c_lat", "c_score"} <= set(scores.columns)
+    assert scores.groupby("key")["c_con"].apply(lambda s: s.notna().any()).sum() == 1
+    trace = pd.read_parquet(tmp_path / "trace")
+    assert {"oracle_auc_mix", "oracle_auc_score", "loss_d", "val_score"} <= set(trace.columns)
