@@ -211,9 +211,10 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table, the index as the first column."""
-    head = [table.index.name or ""] + [str(c) for c in table.columns]
+    head = [" / ".join(n or "" for n in table.index.names)] + [str(c) for c in table.columns]
     lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "|" + "---|" * len(head)]
     for idx, row in table.iterrows():
+        idx = " / ".join(map(str, idx)) if isinstance(idx, tuple) else idx
         lines.append("| " + " | ".join(_md_escape(v) for v in [idx, *row.tolist()]) + " |")
     return "\n".join(lines) + "\n"
 
