@@ -25,6 +25,7 @@ from .losses import loss_con, loss_fea, minmax, score
 from .models import Discriminator, Generator
 
 COMPONENTS = ("con", "fea", "lat")
+INK_FLOOR = 1e-3  # an all-black image: its ink is taken as this, not 0
 REFCODE_BATCH = 64  # the GANomaly family's test batch size
 
 
@@ -37,7 +38,7 @@ class Scores:
     score: np.ndarray  # (n_test,) in [0, 1]
     auc: float
     seconds: float
-    components: dict[str, np.ndarray]  # name -> (n_test,) raw per-image component
+    components: dict[str, np.ndarray]  # name -> (n_test,) raw per-image component (and "ink")
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -53,7 +54,7 @@ def per_image_errors(G: Generator, D: Discriminator, x: torch.Tensor, device: to
     the caller passes copies of G and D, since train mode also moves running statistics)."""
     G.train(train_mode)
     D.train(train_mode)
-    out: dict[str, list[torch.Tensor]] = {c: [] for c in COMPONENTS}
+    out: dict[str, list[torch.Tensor]] = {c: [] for c in (*COMPONENTS, "ink")}
     for chunk in x.split(batch):
         xb = chunk.to(device)
         x_hat, h = G(xb)  # (b, C, 32, 32), (b, nz)
@@ -63,13 +64,21 @@ def per_image_errors(G: Generator, D: Discriminator, x: torch.Tensor, device: to
         out["con"].append(loss_con(xb, x_hat, per_image=True).cpu())
         out["fea"].append(loss_fea(f_x, f_hat, per_image=True).cpu())
         out["lat"].append((h - h_hat).pow(2).mean(dim=1).cpu())
+        out["ink"].append(ink(chunk))
     return {c: torch.cat(v) if v else torch.zeros(0) for c, v in out.items()}
+
+
+def ink(x: torch.Tensor) -> torch.Tensor:
+    """Mean intensity of each image, in [0, 1] (pixels are in [-1, 1]): (N, C, H, W) -> (N,)."""
+    return x.float().add(1).div(2).flatten(1).mean(dim=1).cpu()
 
 
 def val_stats(val: dict[str, torch.Tensor]) -> dict[str, float]:
     """Mean and std of each component on the normal validation images: {con_mean, con_std, ...}."""
     stats = {}
     for c, v in val.items():
+        if c not in COMPONENTS:
+            continue
         v = v.double()
         stats[f"{c}_mean"] = float(v.mean()) if len(v) else float("nan")
         stats[f"{c}_std"] = float(v.std()) if len(v) > 1 else float("nan")
@@ -77,9 +86,12 @@ def val_stats(val: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def mix(components: dict[str, torch.Tensor], lam: float, norm: str, stats: dict[str, float]) -> torch.Tensor:
-    """A(x) = lam * con + (1 - lam) * fea, each component first standardised by its
-    validation mean and std when norm == "val" (eq. 7, or its scaled form)."""
+    """A(x) = lam * con + (1 - lam) * fea (eq. 7); with norm "val" each component is first
+    standardised by its validation mean and std, with "ink" divided by the image's ink."""
     con, fea = components["con"].double(), components["fea"].double()
+    if norm == "ink":
+        weight = components["ink"].double().clamp_min(INK_FLOOR)
+        return score(con / weight, fea / weight, lam)
     if norm == "val":
         if not (stats["con_std"] > 0 and stats["fea_std"] > 0):
             raise ValueError("score_norm=val needs a validation set of >= 2 images with spread; raise --val-fraction")

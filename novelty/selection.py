@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from .config import BEYOND_PAPER_NORMS
+from .scoring import INK_FLOOR
+
 SCORE_LAMBDAS = (0.0, 0.5, 0.9, 1.0)
-SCORE_NORMS = ("none", "val")
+SCORE_NORMS = ("none", "val", "ink")
 RULE = ("leave-one-class-out: for each class c, among the configurations of one (dataset, variant), "
         "the one with the best mean AUC over the other classes (each class's AUC its mean over seeds); "
         "the cell is class c's AUC under it (mean ± std over seeds). Class c's own AUCs never inform its choice.")
@@ -44,6 +47,11 @@ def rescore(rows: pd.DataFrame, scores: pd.DataFrame, lambdas=SCORE_LAMBDAS, nor
             if norm == "val":
                 con = (con - row["val_con_mean"]) / row["val_con_std"]
                 fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+            elif norm == "ink":
+                if "c_ink" not in part or part["c_ink"].isna().any():
+                    continue
+                weight = np.maximum(part["c_ink"].to_numpy(float), INK_FLOOR)
+                con, fea = con / weight, fea / weight
             for lam in lambdas:
                 out.append({**row.to_dict(), "score_lambda": float(lam), "score_norm": norm, "rescored": True,
                             "auc": float(roc_auc_score(labels, lam * con + (1 - lam) * fea))})
@@ -57,8 +65,15 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     (choices: one row per (dataset, variant, class) with the chosen config, the mean over
     the other classes it won with, and the class's mean/std/n under it;
     summary: per (dataset, variant) the mean over classes of the chosen cells, and the
-    std over seeds of each seed's mean over the chosen cells when every seed has every class)."""
+    std over seeds of each seed's mean over the chosen cells when every seed has every class).
+
+    Score rules beyond the paper (score_norm in BEYOND_PAPER_NORMS) are chosen among
+    themselves, in their own rows (variant "full [beyond paper]"), never mixed into the paper's."""
     choices, summary = [], []
+    labelled = labelled.copy()
+    if "score_norm" in labelled:
+        beyond = labelled["score_norm"].isin(BEYOND_PAPER_NORMS)
+        labelled.loc[beyond, "variant"] = labelled.loc[beyond, "variant"] + " [beyond paper]"
     for (dataset, variant), part in labelled.groupby(["dataset", "variant"], sort=False):
         cell = part.groupby(["config", "normal_class"])["auc"].mean().unstack("normal_class")  # config x class
         if len(cell) < 2:

@@ -41,7 +41,7 @@ NAN = float("nan")
 METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMPONENTS for s in ("mean", "std")),
                   "final_loss_d", "final_loss_g", "final_loss_con", "final_loss_fea", "final_loss_inf",
                   "val_score", "final_loss", "kde_bandwidth", "ocsvm_nu")
-SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score"))
+SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score", "ink"))
 TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
                  "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
                  *(f"oracle_auc_{c}" for c in (*COMPONENTS, "mix", "score")), "oracle_refcode_auc_mix")

@@ -92,6 +92,15 @@ def test_loco_picks_what_a_hand_computation_picks():
     assert summary.loc[0, "std"] == pytest.approx(np.std([(0.8 + 0.7 + 0.5) / 3, (0.81 + 0.71 + 0.51) / 3], ddof=1))
 
 
+def test_loco_keeps_beyond_paper_rules_in_their_own_rows():
+    rows = _hand_rows().assign(score_norm="none")
+    ink = rows[rows["config"] == "B"].assign(config="B ink", score_norm="ink", auc=1.0)
+    choices, summary = loco_select(pd.concat([rows, ink], ignore_index=True))
+    assert set(summary["variant"]) == {"full", "full [beyond paper]"}
+    paper = choices[choices["variant"] == "full"]
+    assert set(paper["chosen"]) <= {"A", "B"}  # the perfect ink rule never wins a paper row
+
+
 def test_loco_never_uses_the_held_out_class():
     rows = _hand_rows()
     before = loco_select(rows)[0].set_index("normal_class")["chosen"]
@@ -103,12 +112,13 @@ def test_loco_never_uses_the_held_out_class():
         assert after[c] == before[c]
 
 
-def test_rescore_equals_a_trial_with_that_rule(tmp_path):
+@pytest.mark.parametrize("norm", ["val", "ink"])
+def test_rescore_equals_a_trial_with_that_rule(tmp_path, norm):
     base = TrialConfig(dataset="digits", normal_class=5, epochs=2, batch_size=16)
     run_trial(base, _opts(tmp_path / "a"))
-    other = TrialConfig(**{**base.__dict__, "score_lambda": 0.5, "score_norm": "val"})
+    other = TrialConfig(**{**base.__dict__, "score_lambda": 0.5, "score_norm": norm})
     direct = run_trial(other, _opts(tmp_path / "b"))
-    re = rescore(read_rows(str(tmp_path / "a")), read_scores(str(tmp_path / "a")), lambdas=(0.5,), norms=("val",))
+    re = rescore(read_rows(str(tmp_path / "a")), read_scores(str(tmp_path / "a")), lambdas=(0.5,), norms=(norm,))
     assert len(re) == 1 and bool(re.loc[0, "rescored"])
     assert re.loc[0, "auc"] == pytest.approx(direct["auc"], abs=1e-9)
 

@@ -183,7 +183,7 @@ def test_sweep_with_a_class_out_of_range_fails_before_ray(tmp_path):
 def test_stored_components_reproduce_the_score(tmp_path):
     """The scores file keeps each component; their mix (eq. 7), min-max normalised, is the score."""
     out = tmp_path / "res"
-    for norm in ("none", "val"):
+    for norm in ("none", "val", "ink"):
         assert _train(out, "--normal-class", "4", "--score-norm", norm).returncode == 0
     rows = read_rows(str(out)).set_index("key")
     scores = pd.read_parquet(out / "scores")
@@ -193,6 +193,8 @@ def test_stored_components_reproduce_the_score(tmp_path):
         if row["score_norm"] == "val":
             con = (con - row["val_con_mean"]) / row["val_con_std"]
             fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+        if row["score_norm"] == "ink":  # the image's own mean intensity in [0, 1]
+            con, fea = con / part["c_ink"].to_numpy(), fea / part["c_ink"].to_numpy()
         raw = row["score_lambda"] * con + (1 - row["score_lambda"]) * fea
         np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-6)
         np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-6,
