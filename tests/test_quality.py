@@ -94,8 +94,8 @@ def test_loco_picks_what_a_hand_computation_picks():
 
 def test_loco_keeps_beyond_paper_rules_in_their_own_rows():
     rows = _hand_rows().assign(score_norm="none")
-    ink = rows[rows["config"] == "B"].assign(config="B ink", score_norm="ink", auc=1.0)
-    choices, summary = loco_select(pd.concat([rows, ink], ignore_index=True))
+    ink = [rows[rows["config"] == c].assign(config=f"{c} ink", score_norm="ink", auc=1.0) for c in ("A", "B")]
+    choices, summary = loco_select(pd.concat([rows, *ink], ignore_index=True))
     assert set(summary["variant"]) == {"full", "full [beyond paper]"}
     paper = choices[choices["variant"] == "full"]
     assert set(paper["chosen"]) <= {"A", "B"}  # the perfect ink rule never wins a paper row

@@ -196,8 +196,8 @@ def test_stored_components_reproduce_the_score(tmp_path):
         if row["score_norm"] == "ink":  # the image's own mean intensity in [0, 1]
             con, fea = con / part["c_ink"].to_numpy(), fea / part["c_ink"].to_numpy()
         raw = row["score_lambda"] * con + (1 - row["score_lambda"]) * fea
-        np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-6)
-        np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-6,
+        np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-5)  # float32 components
+        np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5,
                                    atol=1e-9)
         assert part["c_lat"].notna().all()
 
