@@ -83,7 +83,8 @@ def test_scores_normalised_over_whole_test_set_not_per_batch():
     state = fit(cfg, RunOptions(progress=False), split, torch.device("cpu"), cfg.key(DIGITS))
     s = score_test(state.G, state.D, split, cfg.score_lambda, torch.device("cpu"))
     comps = per_image_errors(state.G, state.D, split.test, torch.device("cpu"), batch=17)
-    raw = (0.9 * comps["con"].double() + 0.1 * comps["fea"].double()).numpy()
+    lam = cfg.score_lambda
+    raw = (lam * comps["con"].double() + (1 - lam) * comps["fea"].double()).numpy()
     np.testing.assert_allclose(s.raw, raw, rtol=1e-5)  # eval mode: batch size does not change a score
     np.testing.assert_allclose(s.score, (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5, atol=1e-7)
     assert s.auc == pytest.approx(roc_auc_score(split.test_labels.numpy(), s.score))
