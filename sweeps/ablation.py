@@ -13,7 +13,7 @@ SWEEP = Sweep(
     name="ablation",
     # 10 classes x 5 seeds x 4 variants = 200 trials
     grid={"normal_class": range(10), "seed": range(5), "variant": VARIANTS},
-    fixed={"dataset": "cifar10", "epochs": 15},
+    fixed={"dataset": "cifar10"},
     cpus_per_trial=2,
     gpus_per_trial=0.25,
 )

@@ -9,7 +9,7 @@ SWEEP = Sweep(
     name="coil100",
     # 1 (seeded object) x 20 repetitions x 1 variant = 20 trials
     grid={"normal_class": [-1], "seed": range(20), "variant": ["full"]},
-    fixed={"dataset": "coil100", "epochs": 15, "batch_size": 15},
+    fixed={"dataset": "coil100", "batch_size": 15},
     cpus_per_trial=2,
     gpus_per_trial=0.25,
 )

@@ -9,7 +9,7 @@ SWEEP = Sweep(
     name="fashion_mnist",
     # 10 classes x 5 seeds x 1 variant = 50 trials
     grid={"normal_class": range(10), "seed": range(5), "variant": ["full"]},
-    fixed={"dataset": "fashion_mnist", "epochs": 15},
+    fixed={"dataset": "fashion_mnist"},
     cpus_per_trial=2,
     gpus_per_trial=0.25,
 )

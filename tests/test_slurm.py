@@ -173,8 +173,9 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     """Two ranks (gloo on CPU) under torchrun, as a ddp.sbatch job and as a plain
     `srun torchrun`: world_size 2, within 0.01 AUC of one rank, and identical."""
     trial = ["--dataset", "digits", "--normal-class", "0", "--seed", "0", "--variant", "full",
-             "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
-    cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64)
+             "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--nz", "100", "--score-lambda", "0.9"]
+    cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64, nz=100,
+                      score_lambda=0.9)  # pinned: the 1-vs-2-rank tolerance was measured with these
     key = cfg.key(DIGITS)
     one_rank = RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1, progress=False)
     local_aucs = {key: run_trial(cfg, one_rank, checkpoint=None)["auc"]}
