@@ -44,7 +44,7 @@ METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMP
 SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score", "ink"))
 TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
                  "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
-                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "mix", "score")), "oracle_refcode_auc_mix")
+                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "ink", "mix", "score")), "oracle_refcode_auc_mix")
 
 
 def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
