@@ -145,6 +145,11 @@ class TrialConfig:
         return f"{self.dataset}__c{self.normal_class}__{self.variant}__s{self.seed}__{self.key(data)[:8]}"
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when empty), cut to `limit` characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 def default_cache_dir() -> str:
     return os.environ.get("NOVELTY_CACHE", str(Path.home() / ".cache" / "novelty"))
 

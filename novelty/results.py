@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .config import first_line
+
 ROWS, SCORES, TRACE = "rows", "scores", "trace"
 
 
@@ -35,7 +37,7 @@ def open_store(uri: str) -> tuple[pafs.FileSystem, str]:
         try:
             fs, path = pafs.FileSystem.from_uri(uri)
         except (OSError, pa.ArrowException) as exc:
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+            why = first_line(exc, 240)
             raise ResultsError(f"cannot open the results URI {uri}: {why}") from exc
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), str(Path(uri).absolute())
@@ -91,7 +93,7 @@ def write_trial(uri: str, row: dict, scores: pd.DataFrame, trace: pd.DataFrame |
                 fs.delete_file(path)
             except (OSError, pa.ArrowException):
                 pass
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        why = first_line(exc, 200)
         raise ResultsError(f"cannot write the results of trial {key} under {uri}: {why}") from exc
     return f"{base}/{ROWS}/{key}.parquet"
 
@@ -123,7 +125,7 @@ def _read_one(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
     try:
         return pq.read_table(path, filesystem=fs).to_pandas()
     except (OSError, pa.ArrowException) as exc:
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        why = first_line(exc, 200)
         raise ResultsError(f"cannot read {path} ({why}); delete it (its trial reruns) or restore it") from exc
 
 

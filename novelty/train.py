@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, RunOptions, TrialConfig
+from .config import ConfigError, RunOptions, TrialConfig, first_line
 from .data import DataError, Split
 from .losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
 from .models import Discriminator, Generator, weights_init
@@ -122,7 +122,7 @@ def save_checkpoint(state: TrainState, key: str, path: Path) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # full disk, quota, folder gone: leave no partial file
         tmp.unlink(missing_ok=True)
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        why = first_line(exc, 160)
         try:
             free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
         except OSError:
@@ -147,7 +147,7 @@ def load_checkpoint(state: TrainState, key: str, path: Path, device: torch.devic
             pickle.UnpicklingError) as exc:
         bad = path.with_name(path.name + ".unreadable")
         os.replace(path, bad)
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        why = first_line(exc, 200)
         print(f"novelty: warning: checkpoint {path} is unreadable ({why}); "
               f"moved it to {bad.name} and training this trial from scratch", flush=True)
         return False

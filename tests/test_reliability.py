@@ -28,7 +28,7 @@ def _cli(*args, cwd=None, env=None):
                           env=env, cwd=cwd, timeout=600)
 
 
-def _one_line_failure(p, needle: str) -> None:
+def assert_one_line_failure(p, needle: str) -> None:
     assert p.returncode != 0, p.stdout + p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert lines and needle in lines[-1], p.stderr[-3000:]
@@ -89,7 +89,7 @@ def test_too_little_data_is_an_error_not_a_row(tmp_path):
     out = tmp_path / "res"
     p = _train(out, "--dataset", "imagefolder", "--data-root", str(tree), "--val-fraction", "0",
                "--cache-dir", str(tmp_path / "cache"))
-    _one_line_failure(p, "has 1 training image(s)")
+    assert_one_line_failure(p, "has 1 training image(s)")
     assert not list(out.rglob("*.parquet"))
 
 
@@ -144,7 +144,7 @@ def test_full_disk(tmp_path, tiny_disk):
     keep = tiny_disk / "earlier.txt"
     keep.write_text("written before")
     p = _train(tiny_disk / "res", "--epochs", "2")
-    _one_line_failure(p, "cannot write the checkpoint")
+    assert_one_line_failure(p, "cannot write the checkpoint")
     assert "MB free there" in p.stderr
     _no_partial_files(tiny_disk)
     assert keep.read_text() == "written before"
@@ -160,7 +160,7 @@ def test_report_on_a_truncated_parquet(tmp_path):
     row = next((out / "rows").glob("*.parquet"))
     row.write_bytes(row.read_bytes()[:50])
     p = _cli("report", str(out), "--no-plots")
-    _one_line_failure(p, f"cannot read {row}")
+    assert_one_line_failure(p, f"cannot read {row}")
 
 
 def test_sweep_file_with_unknown_field(tmp_path):
@@ -169,14 +169,14 @@ def test_sweep_file_with_unknown_field(tmp_path):
                    "SWEEP = Sweep(name='bad', grid={'normal_clas': [0]}, fixed={'dataset': 'digits'})\n"
                    "raise SystemExit(main(SWEEP))\n")
     p = subprocess.run([sys.executable, str(bad)], capture_output=True, text=True, timeout=120)
-    _one_line_failure(p, "unknown trial field(s) normal_clas")
+    assert_one_line_failure(p, "unknown trial field(s) normal_clas")
 
 
 def test_sweep_with_a_class_out_of_range_fails_before_ray(tmp_path):
     p = subprocess.run([sys.executable, str(REPO / "sweeps" / "digits.py"), "--classes", "99",
                         "--results", str(tmp_path / "res")], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "RAY_ADDRESS": ""})
-    _one_line_failure(p, "normal class 99 is out of range")
+    assert_one_line_failure(p, "normal class 99 is out of range")
     assert "Ray" not in p.stdout + p.stderr  # nothing was started, nothing retried
 
 
@@ -213,15 +213,15 @@ def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
     assert p.returncode == 0, p.stderr
     row = read_rows(str(out)).iloc[0]
     assert row["normal_class"] == 0 and row["n_test"] == 12 and row["n_outliers"] == 6
-    _one_line_failure(_train(out, *common, "--normal-class", "scratch"), "has 0 training image(s)")
-    _one_line_failure(_train(out, *common, "--normal-class", "dent"), "no class named 'dent'; classes: 0=good, 1=scratch")
+    assert_one_line_failure(_train(out, *common, "--normal-class", "scratch"), "has 0 training image(s)")
+    assert_one_line_failure(_train(out, *common, "--normal-class", "dent"), "no class named 'dent'; classes: 0=good, 1=scratch")
     shutil.rmtree(root / "test" / "scratch")
     p = _train(tmp_path / "res2", *common[:-1], str(tmp_path / "c2"), "--normal-class", "good")
-    _one_line_failure(p, "has only normal-class (good (index 0)) images")
+    assert_one_line_failure(p, "has only normal-class (good (index 0)) images")
 
 
 def test_unusable_results_uri(tmp_path):
-    _one_line_failure(_train("unknown-scheme://bucket/x"), "cannot open the results URI unknown-scheme://")
+    assert_one_line_failure(_train("unknown-scheme://bucket/x"), "cannot open the results URI unknown-scheme://")
 
 
 def test_sweep_whose_trials_fail_exits_nonzero_without_retries(tmp_path):
@@ -235,6 +235,6 @@ def test_sweep_whose_trials_fail_exits_nonzero_without_retries(tmp_path):
     p = subprocess.run([sys.executable, str(bad), "--results", str(out), "--ray-address", "local", "--no-report"],
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"})
-    _one_line_failure(p, "1 trial(s) of sweep diverge ended without a row")
+    assert_one_line_failure(p, "1 trial(s) of sweep diverge ended without a row")
     assert p.stdout.count("FAILED, not retried") == 1 and "loss became NaN" in p.stdout  # ran once
     assert not list(out.glob("rows/*.parquet"))
