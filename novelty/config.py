@@ -24,6 +24,7 @@ from typing import Any, get_type_hints
 VARIANTS = ("base", "entropy", "cam", "full")
 BASELINES = ("dae", "vae", "ocsvm", "kde")  # the paper's table 2-3 baselines, run in the same harness
 METHODS = VARIANTS + BASELINES
+PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter applies to them
 SCORE_NORMS = ("none", "val", "ink")
 BEYOND_PAPER_NORMS = ("ink",)  # score rules the paper does not have: reported in their own rows
 

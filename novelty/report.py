@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from scipy.stats import wilcoxon
 
-from .config import BASELINES, METHODS, VARIANTS, TrialConfig
+from .config import BASELINES, METHODS, PIXEL_BASELINES, VARIANTS, TrialConfig
 from .results import ResultsError, open_store, read_rows, read_scores
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
@@ -80,6 +80,7 @@ def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
         if varying:
             out.loc[idx, "config"] = part[varying].apply(
                 lambda r: ", ".join(f"{c}={_fmt_value(r[c])}" for c in varying), axis=1)
+    out.loc[out["variant"].isin(PIXEL_BASELINES), "config"] = ""  # no training knob applies to them
     names = [BASELINE_LABELS.get(v, v) for v in out["variant"]]
     out["label"] = [f"{v} ({c})" if c else v for v, c in zip(names, out["config"])]
     return out
@@ -136,13 +137,19 @@ def _cell(mean: float, std: float, n: int) -> str:
 
 
 def _row_order(label: str) -> tuple:
-    """Our variants, then each baseline as ours beside the paper's, then the paper's other rows."""
+    """Each variant of ours, then the paper's rows for it; each baseline as ours beside the
+    paper's; then the paper's other rows."""
+    for i, v in enumerate(VARIANTS):
+        if label == f"paper T4: {v}" or (v == "full" and label == PAPER_LABELS["paper (full)"]):
+            return (0, i, 1)
+        if label == v or label.startswith((f"{v} (", f"{v} [")):
+            return (0, i, 0)
     for i, b in enumerate(BASELINES):
         if label.startswith(BASELINE_LABELS[b]):
             return (1, i, 0)
         if label.lower() == f"paper: {b}":
             return (1, i, 1)
-    return (2, 0, 0) if label.startswith("paper") else (0, 0, 0)
+    return (2, 0, 0)
 
 
 def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
