@@ -8,7 +8,7 @@ diagnostics and choose nothing.
 
     python sweeps/study_mnist.py --data-root ../shared/data --results results/study_mnist --trace
 """
-from novelty.grid import Sweep
+from novelty.grid import STUDY_MNIST, Sweep
 from novelty.launch import main
 
 SWEEP = Sweep(
@@ -16,9 +16,7 @@ SWEEP = Sweep(
     # 2 latent sizes x 10 classes x 1 seed x 2 variants = 40 trials, 5 epochs each (a screen:
     # the provisional nz 100 loses test AUC after epoch 1-2; nz 8 held it over epochs 1-5)
     grid={"nz": [8, 32], "variant": ["full", "base"], "normal_class": range(10), "seed": [0]},
-    # score_lambda pinned to the value these rows were trained with (the default then), so the
-    # keys stay stable; the score rule itself is chosen by re-mixing (novelty report --score-rules)
-    fixed={"dataset": "mnist", "epochs": 5, "score_lambda": 0.9},
+    fixed=STUDY_MNIST,
     cpus_per_trial=1,
 )
 
