@@ -26,6 +26,7 @@ BASELINES = ("dae", "vae", "ocsvm", "kde")  # the paper's table 2-3 baselines, r
 METHODS = VARIANTS + BASELINES
 PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter applies to them
 SCORE_NORMS = ("none", "val", "ink")
+STOP_RULES = ("last", "val_fea", "val_con")
 BEYOND_PAPER_NORMS = ("ink",)  # score rules the paper does not have: reported in their own rows
 
 PAPER = {
@@ -39,6 +40,10 @@ PAPER = {
 PRESETS = {"paper": PAPER}
 """Named sets of TrialConfig values: `novelty train --preset paper`, or `fixed={**PRESETS["paper"]}` in a sweep."""
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil100")
+# Fields added after rows were committed, with the value every earlier trial had: a trial at
+# that value leaves the field out of its key, so adding a knob does not re-key old rows (and
+# `results.read_rows` fills it into rows written before the field existed).
+LATER_FIELDS = {"stop": "last"}
 
 
 class ConfigError(ValueError):
@@ -58,7 +63,9 @@ class TrialConfig:
     variant: str = "full"
     """Ablation variant: base (DAE+D), entropy (+L_inf), cam (+CAM), full (+L_inf +CAM); or a baseline method: dae, vae, ocsvm, kde."""
     epochs: int = 5
-    """Training epochs; the model after the last epoch is scored (MNIST study: 5; the paper's preset: 15)."""
+    """Training epochs; the model after the last epoch is scored unless --stop says otherwise (MNIST study: 5; the paper's preset: 15)."""
+    stop: str = "last"
+    """Which epoch's model is scored: last (after the last epoch, as the paper reads); val_fea / val_con (the epoch whose normal validation images have the lowest mean L_fea / L_con: a stopping rule that looks at no test image)."""
     batch_size: int = 64
     """Global batch size (split across DDP ranks). The paper's COIL-100 protocol uses 15."""
     lr: float = 1e-3
@@ -111,6 +118,8 @@ class TrialConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.stop not in STOP_RULES:
+            raise ConfigError(f"unknown stop rule {self.stop!r}; choose one of {', '.join(STOP_RULES)}")
         if self.score_norm not in SCORE_NORMS:
             raise ConfigError(f"unknown score_norm {self.score_norm!r}; choose one of {', '.join(SCORE_NORMS)}")
         if not 0.0 <= self.score_lambda <= 1.0:
@@ -128,17 +137,21 @@ class TrialConfig:
     def is_baseline(self) -> bool:
         return self.variant in BASELINES
 
+    def _identity(self) -> dict[str, Any]:
+        """Every field, less those of LATER_FIELDS left at the value earlier trials all had."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if LATER_FIELDS.get(k, ...) != v}
+
     def config_hash(self) -> str:
         """Short stable hash of every field (not the data): tells configurations apart."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self._identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def key(self, data: str) -> str:
-        """The trial's identity in results folders: a hash of every field and of `data`, the
-        fingerprint of the decoded dataset (`ImageSet.fingerprint`)."""
+        """The trial's identity in results folders: a hash of every field (see LATER_FIELDS)
+        and of `data`, the fingerprint of the decoded dataset (`ImageSet.fingerprint`)."""
         if not data:
             raise ValueError("a trial's key needs the fingerprint of its data")
-        blob = json.dumps({**dataclasses.asdict(self), "data": data}, sort_keys=True, separators=(",", ":"))
+        blob = json.dumps({**self._identity(), "data": data}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def run_name(self, data: str) -> str:
@@ -210,7 +223,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_)
         else:
-            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS}.get(f.name)
+            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS, "stop": STOP_RULES}.get(f.name)
             kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)

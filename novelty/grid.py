@@ -35,6 +35,9 @@ class Sweep:
     """TrialConfig field -> values; the trials are their Cartesian product."""
     fixed: dict[str, Any] = field(default_factory=dict)
     """TrialConfig fields held fixed for every trial (e.g. dataset, epochs)."""
+    screens: tuple[dict[str, Any], ...] = ()
+    """One-knob-at-a-time screens: each is a set of TrialConfig values laid over `fixed`, and
+    the sweep is the grid run once per screen, screen by screen (none: the grid once)."""
     cpus_per_trial: float = 1.0
     """CPUs Ray reserves per trial."""
     gpus_per_trial: float = 0.0
@@ -48,16 +51,21 @@ class Sweep:
         """Raise ConfigError naming any grid or fixed field that is not a TrialConfig field.
         (Called by `main` and `trials`, not at construction, so a sweep file run as a script
         reports a typo as one line instead of a traceback from its module body.)"""
-        unknown = (set(self.grid) | set(self.fixed)) - TRIAL_FIELDS
+        unknown = (set(self.grid) | set(self.fixed) | {k for s in self.screens for k in s}) - TRIAL_FIELDS
         if unknown:
             raise ConfigError(f"sweep {self.name!r}: unknown trial field(s) {', '.join(sorted(unknown))} in its "
-                              f"grid/fixed; valid fields: {', '.join(sorted(TRIAL_FIELDS))}")
+                              f"grid/fixed/screens; valid fields: {', '.join(sorted(TRIAL_FIELDS))}")
+        clash = {k for s in self.screens for k in s} & (set(self.grid) | {"normal_class", "seed", "variant"})
+        if clash:
+            raise ConfigError(f"sweep {self.name!r}: a screen sets {', '.join(sorted(clash))}; put classes, seeds, "
+                              "variants and every grid field in the grid only")
 
     def trials(self, opts: "SweepOptions | None" = None) -> list[TrialConfig]:
         """Every trial of the grid, narrowed and overridden by `opts`, in a stable order."""
         self.check()
         grid = {k: list(v) for k, v in self.grid.items()}
         fixed = dict(self.fixed)
+        screens = list(self.screens) or [{}]
         if opts is not None:
             for name, text in (("normal_class", opts.classes), ("seed", opts.seeds), ("variant", opts.variants)):
                 if text:
@@ -73,8 +81,11 @@ class Sweep:
             if opts.smoke_test:
                 grid = {k: v[:2] if k in ("normal_class", "variant") else v[:1] for k, v in grid.items()}
                 fixed["epochs"] = 1
+                screens = screens[:1]
         names = list(grid)
-        trials = [TrialConfig(**fixed, **dict(zip(names, values))) for values in itertools.product(*grid.values())]
+        forced = {"epochs": fixed["epochs"]} if opts is not None and (opts.epochs or opts.smoke_test) else {}
+        trials = [TrialConfig(**{**fixed, **screen, **forced}, **dict(zip(names, values)))
+                  for screen in screens for values in itertools.product(*grid.values())]
         if not trials:
             raise ConfigError(f"sweep {self.name!r} has no trials (an empty value list in its grid or options)")
         return trials

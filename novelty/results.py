@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .config import first_line
+from .config import LATER_FIELDS, first_line
 
 ROWS, SCORES, TRACE = "rows", "scores", "trace"
 
@@ -138,8 +138,13 @@ def _read(uri: str, sub: str, keys: set[str] | None = None) -> pd.DataFrame:
 
 
 def read_rows(uri: str) -> pd.DataFrame:
-    """Every trial row under a results folder, one DataFrame row per trial."""
-    return _read(uri, ROWS)
+    """Every trial row under a results folder, one DataFrame row per trial. A TrialConfig
+    field added after a row was written (config.LATER_FIELDS) gets the value that row ran with."""
+    rows = _read(uri, ROWS)
+    if not rows.empty:
+        for name, value in LATER_FIELDS.items():
+            rows[name] = rows[name].fillna(value) if name in rows else value
+    return rows
 
 
 def read_scores(uri: str, keys: set[str] | None = None) -> pd.DataFrame:

@@ -87,11 +87,12 @@ class TrainState:
     d_reinits: int = 0
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0  # epochs this process found done in the checkpoint (not saved)
+    kept: dict | None = None  # --stop other than last: {"epoch", "G", "D"} of the best epoch so far
 
     def state_dict(self, key: str) -> dict:
         return {"key": key, "epoch": self.epoch, "d_reinits": self.d_reinits, "history": self.history,
                 "G": self.G.state_dict(), "D": self.D.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "kept": self.kept}
 
     def load_state_dict(self, sd: dict) -> None:
         self.G.load_state_dict(sd["G"])
@@ -99,6 +100,12 @@ class TrainState:
         self.opt_g.load_state_dict(sd["opt_g"])
         self.opt_d.load_state_dict(sd["opt_d"])
         self.epoch, self.d_reinits, self.history = sd["epoch"], sd["d_reinits"], list(sd["history"])
+        self.kept = sd.get("kept")
+
+    @property
+    def scored_epoch(self) -> int:
+        """The epoch whose model is (or will be) scored: the kept one, else the last."""
+        return self.kept["epoch"] if self.kept is not None else self.epoch
 
 
 def build_state(cfg: TrialConfig, channels: int, device: torch.device) -> TrainState:
@@ -287,9 +294,29 @@ def stats_of(metrics: dict) -> dict[str, float]:
     return {k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_") and k.endswith(("_mean", "_std"))}
 
 
+def keep_if_best(state: TrainState, stop: str) -> None:
+    """The stopping rule (--stop): after each epoch, keep a copy of G and D when its normal
+    validation images' mean L_fea (val_fea) or L_con (val_con) is the lowest so far. Reads
+    `state.history[-1]`'s validation figures only: no test image informs it."""
+    if stop == "last":
+        return
+    value = state.history[-1][f"val_loss_{stop[len('val_'):]}"]
+    if state.kept is None or value < state.history[state.kept["epoch"] - 1][f"val_loss_{stop[len('val_'):]}"]:
+        copy = lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()}  # noqa: E731
+        state.kept = {"epoch": state.epoch, "G": copy(state.G), "D": copy(state.D)}
+
+
+def restore_kept(state: TrainState) -> None:
+    """Load the kept epoch's G and D (if the rule kept one) for scoring."""
+    if state.kept is not None:
+        state.G.load_state_dict(state.kept["G"])
+        state.D.load_state_dict(state.kept["D"])
+
+
 def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device, key: str,
         checkpoint: Path | None = None, on_epoch: EpochCallback | None = None) -> TrainState:
-    """Train for cfg.epochs, resuming from `checkpoint` if it holds this trial's state (`key`).
+    """Train for cfg.epochs, resuming from `checkpoint` if it holds this trial's state (`key`);
+    returns the state with G and D of the epoch `cfg.stop` picks (`state.scored_epoch`).
 
     With `opts.trace`, every epoch also records ORACLE test AUCs (scoring.oracle_trace) on a
     fixed subset of the test split; they are kept apart from the validation figures and feed
@@ -314,10 +341,12 @@ def fit(cfg: TrialConfig, opts: RunOptions, split: Split, device: torch.device, 
             metrics.update(oracle_trace(state.G, state.D, split, subset, cfg.score_lambda, cfg.score_norm,
                                         stats_of(metrics), device))
         state.history.append(metrics)
+        keep_if_best(state, cfg.stop)
         if rank == 0 and checkpoint is not None:
             save_checkpoint(state, key, checkpoint)
         if world > 1:
             dist.barrier()
         if on_epoch is not None and rank == 0:
             on_epoch({k: v for k, v in metrics.items() if not k.startswith("oracle_")}, checkpoint)
+    restore_kept(state)
     return state

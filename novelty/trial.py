@@ -40,7 +40,7 @@ NAN = float("nan")
 # variants and baselines keeps them all (pyarrow takes one file's schema for the folder).
 METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMPONENTS for s in ("mean", "std")),
                   "final_loss_d", "final_loss_g", "final_loss_con", "final_loss_fea", "final_loss_inf",
-                  "val_score", "final_loss", "kde_bandwidth", "ocsvm_nu")
+                  "val_score", "final_loss", "kde_bandwidth", "ocsvm_nu", "scored_epoch")
 SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score", "ink"))
 TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
                  "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
@@ -81,14 +81,15 @@ def _gan_trial(cfg: TrialConfig, opts: RunOptions, split, device: torch.device, 
     state = fit(cfg, opts, split, device, key, ckpt, on_epoch)
     if _world()[0] != 0:
         return None
-    last = state.history[-1]
-    stats = stats_of(last)
+    last, scored = state.history[-1], state.history[state.scored_epoch - 1]  # scored: the model --stop picked
+    stats = stats_of(scored)
     scores = score_test(state.G, state.D, split, cfg.score_lambda, device, cfg.score_norm, stats)
-    extra = {"val_loss_con": last["val_loss_con"], "val_loss_fea": last["val_loss_fea"],
+    extra = {"val_loss_con": scored["val_loss_con"], "val_loss_fea": scored["val_loss_fea"],
              **{f"val_{k}": v for k, v in stats.items()},
              "final_loss_d": last["loss_d"], "final_loss_g": last["loss_g"], "final_loss_con": last["loss_con"],
              "final_loss_fea": last["loss_fea"], "final_loss_inf": last["loss_inf"],
-             "d_reinits": state.d_reinits, "resumed_from_epoch": state.resumed_from}
+             "d_reinits": state.d_reinits, "resumed_from_epoch": state.resumed_from,
+             "scored_epoch": state.scored_epoch}
     return scores, state.history, extra
 
 

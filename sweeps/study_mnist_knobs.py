@@ -1,9 +1,10 @@
 """MNIST quality study, second screen: the training knobs the first screen
 (`sweeps/study_mnist.py`, nz x variant) left at the GANomaly family's values.
 
-One knob moved at a time from the chosen configuration (full, nz 8, 5 epochs), one seed,
-into the same results folder, so `novelty report results/study_mnist --score-rules` chooses
-among all of them by leave-one-class-out.
+One knob moved at a time (each screen below) from the chosen configuration (full, nz 8,
+5 epochs), into the same results folder, so `novelty report results/study_mnist --score-rules`
+chooses among all of them by leave-one-class-out. Screened on seed 0; a winner is confirmed
+on seed 1 (`--seeds 1 --index i`, i counting screen by screen, 10 classes each).
 
     python sweeps/study_mnist_knobs.py --data-root ../shared/data --results results/study_mnist --trace
 """
@@ -12,10 +13,17 @@ from novelty.launch import main
 
 SWEEP = Sweep(
     name="study_mnist_knobs",
-    # 1 noise std x 10 classes x 1 seed x 1 variant = 10 trials (next: noise_std 0.05,
-    # w_con 10 / 100, w_fea 10, each as its own value list here)
-    grid={"noise_std": [0.2], "variant": ["full"], "normal_class": range(10), "seed": [0]},
+    # 5 screens x 10 classes x 1 seed x 1 variant = 50 trials
+    grid={"variant": ["full"], "normal_class": range(10), "seed": [0]},
     fixed={**STUDY_MNIST, "nz": 8},
+    screens=(
+        {"noise_std": 0.2},  # from 0.1: chosen on seed 0, then confirmed on seed 1
+        # from the noise chosen above (0.2), one knob at a time:
+        {"noise_std": 0.2, "stop": "val_fea"},  # keep the epoch of lowest validation L_fea
+        {"noise_std": 0.2, "w_con": 10.0},  # from 50
+        {"noise_std": 0.2, "w_con": 100.0},
+        {"noise_std": 0.3},
+    ),
     cpus_per_trial=1,
 )
 

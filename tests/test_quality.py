@@ -136,3 +136,65 @@ def test_pandas_reads_a_folder_mixing_methods_with_every_column(tmp_path):
     assert scores.groupby("key")["c_con"].apply(lambda s: s.notna().any()).sum() == 1
     trace = pd.read_parquet(tmp_path / "trace")
     assert {"oracle_auc_mix", "oracle_auc_score", "loss_d", "val_score"} <= set(trace.columns)
+
+
+def test_stop_rule_uses_no_test_image(tmp_path):
+    """Same train/, different test/: the stopping rule picks the same epoch, the epoch whose
+    normal validation images have the lowest mean L_fea."""
+    a = _tree(tmp_path / "a", 12, 0)
+    b = tmp_path / "b"
+    shutil.copytree(a / "train", b / "train")
+    _tree(tmp_path / "other", 12, 40)
+    shutil.copytree(tmp_path / "other" / "test", b / "test")
+    out = tmp_path / "res"
+    for root in (a, b):
+        cfg = TrialConfig(dataset="imagefolder", epochs=3, batch_size=4, stop="val_fea")
+        run_trial(cfg, _opts(out, data_root=str(root), cache_dir=str(tmp_path / "cache"), trace=True))
+    rows, trace = read_rows(str(out)), read_trace(str(out))
+    assert rows["key"].nunique() == 2 and rows["scored_epoch"].nunique() == 1
+    for key, t in trace.groupby("key"):
+        best = int(t.loc[t["val_loss_fea"].idxmin(), "epoch"])
+        assert rows.set_index("key").loc[key, "scored_epoch"] == best
+
+
+def test_stop_rule_scores_the_kept_epoch_and_survives_a_crash(tmp_path):
+    """val_fea keeps an early epoch on digits (D's features drift apart as it trains): the row
+    is the model of that epoch, exactly as a trial trained for that many epochs scores it,
+    also when the trial is killed after the kept epoch and resumed from its checkpoint."""
+    cfg = TrialConfig(dataset="digits", normal_class=3, epochs=3, batch_size=16, stop="val_fea")
+    whole = run_trial(cfg, _opts(tmp_path / "whole", trace=True))
+    trace = read_trace(str(tmp_path / "whole"))
+    kept = int(trace.loc[trace["val_loss_fea"].idxmin(), "epoch"])
+    assert whole["scored_epoch"] == kept < cfg.epochs and whole["epochs_run"] == cfg.epochs
+    short = run_trial(TrialConfig(dataset="digits", normal_class=3, epochs=kept, batch_size=16), _opts(tmp_path / "s"))
+    assert whole["auc"] == short["auc"] and whole["val_fea_mean"] == short["val_fea_mean"]
+
+    class Killed(Exception):
+        pass
+
+    def die(metrics, path):
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_trial(cfg, _opts(tmp_path / "resumed"), on_epoch=die)
+    resumed = run_trial(cfg, _opts(tmp_path / "resumed"))
+    assert resumed["resumed_from_epoch"] == 2 and resumed["scored_epoch"] == kept
+    assert resumed["auc"] == whole["auc"]
+
+
+def test_a_later_field_at_its_old_value_keeps_old_keys(tmp_path):
+    """Adding the `stop` knob did not re-key trials that stop at the last epoch (the committed
+    rows' keys were hashed without it); another stop rule is another trial."""
+    import dataclasses
+    import hashlib
+    import json
+    cfg = TrialConfig(dataset="digits", normal_class=2)
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "stop"}
+    blob = json.dumps({**fields, "data": "abc"}, sort_keys=True, separators=(",", ":"))
+    assert cfg.key("abc") == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert dataclasses.replace(cfg, stop="val_fea").key("abc") != cfg.key("abc")
+    run_trial(dataclasses.replace(cfg, epochs=1, batch_size=16), _opts(tmp_path))
+    rows = pd.read_parquet(tmp_path / "rows").drop(columns="stop")  # a row written before the field
+    rows.to_parquet(next((tmp_path / "rows").iterdir()))
+    assert list(read_rows(str(tmp_path))["stop"]) == ["last"]
