@@ -22,7 +22,7 @@ from novelty.grid import SweepOptions, load_sweep
 from novelty.results import read_rows
 from novelty.trial import run_trial
 
-from conftest import digits_fingerprint
+from conftest import DDP_PINNED, as_flags, digits_fingerprint
 
 DIGITS = digits_fingerprint()
 
@@ -173,9 +173,8 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     """Two ranks (gloo on CPU) under torchrun, as a ddp.sbatch job and as a plain
     `srun torchrun`: world_size 2, within 0.01 AUC of one rank, and identical."""
     trial = ["--dataset", "digits", "--normal-class", "0", "--seed", "0", "--variant", "full",
-             "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--nz", "100", "--score-lambda", "0.9"]
-    cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64, nz=100,
-                      score_lambda=0.9)  # pinned: the 1-vs-2-rank tolerance was measured with these
+             "--epochs", "1", "--batch-size", "64", "--device", "cpu", *as_flags(DDP_PINNED)]
+    cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64, **DDP_PINNED)
     key = cfg.key(DIGITS)
     one_rank = RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1, progress=False)
     local_aucs = {key: run_trial(cfg, one_rank, checkpoint=None)["auc"]}

@@ -17,7 +17,7 @@ from novelty.scoring import per_image_errors
 from novelty.train import fit
 from novelty.trial import run_trial
 
-from conftest import digits_fingerprint
+from conftest import DDP_PINNED, as_flags, digits_fingerprint
 
 DIGITS = digits_fingerprint()
 
@@ -161,7 +161,7 @@ def test_two_rank_gloo_run(tmp_path):
     """torchrun --nproc_per_node=2: the global batch is split, rank 0 writes one row."""
     out1, out2 = tmp_path / "one", tmp_path / "two"
     args = ["train", "--normal-class", "0", "--epochs", "2", "--no-progress", "--device", "cpu", "--threads", "1",
-            "--nz", "100", "--score-lambda", "0.9"]  # pinned: the tolerance below was measured with these
+            *as_flags(DDP_PINNED)]
     p1 = _cli(*args, "--out", str(out1))
     assert p1.returncode == 0, p1.stderr
     p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
