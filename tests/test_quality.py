@@ -49,14 +49,20 @@ def test_baseline_rows_have_the_trial_schema(tmp_path, variant):
         assert rows.loc[0, "kde_bandwidth"] > 0
 
 
-def test_score_scaling_uses_no_test_image(tmp_path):
-    """Two trees with the same train/ and a different test/: the validation constants of
-    score_norm=val are identical, the test components are not."""
+def _trees_differing_in_test(tmp_path):
+    """Two ImageFolder trees with the same train/ and a different test/."""
     a = _tree(tmp_path / "a", 12, 0)
     b = tmp_path / "b"
     shutil.copytree(a / "train", b / "train")
     _tree(tmp_path / "other", 12, 40)
     shutil.copytree(tmp_path / "other" / "test", b / "test")
+    return a, b
+
+
+def test_score_scaling_uses_no_test_image(tmp_path):
+    """Two trees with the same train/ and a different test/: the validation constants of
+    score_norm=val are identical, the test components are not."""
+    a, b = _trees_differing_in_test(tmp_path)
     out = tmp_path / "res"
     for root in (a, b):
         cfg = TrialConfig(dataset="imagefolder", epochs=2, batch_size=4, score_norm="val")
@@ -141,11 +147,7 @@ def test_pandas_reads_a_folder_mixing_methods_with_every_column(tmp_path):
 def test_stop_rule_uses_no_test_image(tmp_path):
     """Same train/, different test/: the stopping rule picks the same epoch, the epoch whose
     normal validation images have the lowest mean L_fea."""
-    a = _tree(tmp_path / "a", 12, 0)
-    b = tmp_path / "b"
-    shutil.copytree(a / "train", b / "train")
-    _tree(tmp_path / "other", 12, 40)
-    shutil.copytree(tmp_path / "other" / "test", b / "test")
+    a, b = _trees_differing_in_test(tmp_path)
     out = tmp_path / "res"
     for root in (a, b):
         cfg = TrialConfig(dataset="imagefolder", epochs=3, batch_size=4, stop="val_fea")
