@@ -66,6 +66,7 @@ class Sweep:
         grid = {k: list(v) for k, v in self.grid.items()}
         fixed = dict(self.fixed)
         screens = list(self.screens) or [{}]
+        forced: dict[str, Any] = {}  # what the options set over the grid, fixed and every screen
         if opts is not None:
             for name, text in (("normal_class", opts.classes), ("seed", opts.seeds), ("variant", opts.variants)):
                 if text:
@@ -77,13 +78,12 @@ class Sweep:
                     fixed.pop(name, None)
             if opts.epochs:
                 grid.pop("epochs", None)
-                fixed["epochs"] = opts.epochs
+                forced["epochs"] = opts.epochs
             if opts.smoke_test:
                 grid = {k: v[:2] if k in ("normal_class", "variant") else v[:1] for k, v in grid.items()}
-                fixed["epochs"] = 1
+                forced["epochs"] = 1
                 screens = screens[:1]
         names = list(grid)
-        forced = {"epochs": fixed["epochs"]} if opts is not None and (opts.epochs or opts.smoke_test) else {}
         trials = [TrialConfig(**{**fixed, **screen, **forced}, **dict(zip(names, values)))
                   for screen in screens for values in itertools.product(*grid.values())]
         if not trials:

@@ -300,8 +300,8 @@ def keep_if_best(state: TrainState, stop: str) -> None:
     `state.history[-1]`'s validation figures only: no test image informs it."""
     if stop == "last":
         return
-    value = state.history[-1][f"val_loss_{stop[len('val_'):]}"]
-    if state.kept is None or value < state.history[state.kept["epoch"] - 1][f"val_loss_{stop[len('val_'):]}"]:
+    metric = "val_loss_" + stop.removeprefix("val_")  # val_fea -> val_loss_fea
+    if state.kept is None or state.history[-1][metric] < state.history[state.kept["epoch"] - 1][metric]:
         copy = lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()}  # noqa: E731
         state.kept = {"epoch": state.epoch, "G": copy(state.G), "D": copy(state.D)}
 

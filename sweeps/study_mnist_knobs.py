@@ -2,8 +2,9 @@
 (`sweeps/study_mnist.py`, nz x variant) left at the GANomaly family's values.
 
 One knob moved at a time (each screen below) from the chosen configuration (full, nz 8,
-5 epochs, noise 0.1, w_con 50, the last epoch scored), into the same results folder, so `novelty report results/study_mnist --score-rules`
-chooses among all of them by leave-one-class-out. Screened on seed 0; a winner is confirmed
+5 epochs, noise 0.1, w_con 50, the last epoch scored), into the same results folder, so
+`novelty report results/study_mnist --score-rules` chooses among all of them by
+leave-one-class-out. Screened on seed 0; a winner is confirmed
 on seed 1 (`--seeds 1 --index i`, i counting screen by screen, 10 classes each).
 
     python sweeps/study_mnist_knobs.py --data-root ../shared/data --results results/study_mnist --trace

@@ -1,6 +1,9 @@
 """Quality instruments: baselines, the oracle trace, leave-one-class-out, test-free score scaling."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -188,9 +191,6 @@ def test_stop_rule_scores_the_kept_epoch_and_survives_a_crash(tmp_path):
 def test_a_later_field_at_its_old_value_keeps_old_keys(tmp_path):
     """Adding the `stop` knob did not re-key trials that stop at the last epoch (the committed
     rows' keys were hashed without it); another stop rule is another trial."""
-    import dataclasses
-    import hashlib
-    import json
     cfg = TrialConfig(dataset="digits", normal_class=2)
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "stop"}
     blob = json.dumps({**fields, "data": "abc"}, sort_keys=True, separators=(",", ":"))

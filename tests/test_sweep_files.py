@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from novelty.grid import SweepOptions, load_sweep
+from novelty.config import ConfigError
+from novelty.grid import Sweep, SweepOptions, load_sweep
 
 SWEEP_FILES = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.py"))
 
@@ -24,8 +25,6 @@ def test_sweep_file_loads_with_valid_distinct_trials(path: Path) -> None:
 
 
 def test_screens_run_the_grid_once_per_screen_and_options_still_win() -> None:
-    from novelty.config import ConfigError
-    from novelty.grid import Sweep
     sweep = Sweep(name="s", grid={"normal_class": [0, 1], "seed": [0]}, fixed={"epochs": 5, "nz": 8},
                   screens=({"noise_std": 0.2}, {"noise_std": 0.2, "stop": "val_fea"}, {"epochs": 9}))
     trials = sweep.trials()
