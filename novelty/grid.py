@@ -19,10 +19,10 @@ from typing import Any, Sequence
 from .config import ConfigError, RunOptions, TrialConfig, add_dataclass_args, default_cache_dir, from_namespace
 
 TRIAL_FIELDS = {f.name for f in dataclasses.fields(TrialConfig)}
-# What every screen of the MNIST quality study fixes (sweeps/study_mnist*.py): score_lambda is
-# pinned to the value the first rows were trained with, so keys stay stable; the score rule
+# What every screen of the MNIST quality study fixes (sweeps/study_mnist*.py): score_lambda and
+# stop are pinned to the values the first rows were trained with, so keys stay stable; the score rule
 # itself is re-mixed from stored components (novelty report --score-rules)
-STUDY_MNIST = {"dataset": "mnist", "epochs": 5, "score_lambda": 0.9}
+STUDY_MNIST = {"dataset": "mnist", "epochs": 5, "score_lambda": 0.9, "stop": "last"}
 
 
 @dataclass(frozen=True)

@@ -190,12 +190,18 @@ def test_stop_rule_scores_the_kept_epoch_and_survives_a_crash(tmp_path):
 
 def test_a_later_field_at_its_old_value_keeps_old_keys(tmp_path):
     """Adding the `stop` knob did not re-key trials that stop at the last epoch (the committed
-    rows' keys were hashed without it); another stop rule is another trial."""
-    cfg = TrialConfig(dataset="digits", normal_class=2)
-    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "stop"}
-    blob = json.dumps({**fields, "data": "abc"}, sort_keys=True, separators=(",", ":"))
-    assert cfg.key("abc") == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    rows' keys were hashed without it); another stop rule is another trial. A baseline has no
+    discriminator: it scores its last epoch whatever the default rule, and keeps its old key."""
+    def old_key(cfg):
+        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "stop"}
+        blob = json.dumps({**fields, "data": "abc"}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    cfg = TrialConfig(dataset="digits", normal_class=2, stop="last")
+    assert cfg.key("abc") == old_key(cfg)
     assert dataclasses.replace(cfg, stop="val_fea").key("abc") != cfg.key("abc")
+    dae = TrialConfig(dataset="digits", variant="dae", stop="val_fea")
+    assert dae.stop == "last" and dae.key("abc") == old_key(dae)
     run_trial(dataclasses.replace(cfg, epochs=1, batch_size=16), _opts(tmp_path))
     rows = pd.read_parquet(tmp_path / "rows").drop(columns="stop")  # a row written before the field
     rows.to_parquet(next((tmp_path / "rows").iterdir()))

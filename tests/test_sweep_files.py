@@ -25,7 +25,7 @@ def test_sweep_file_loads_with_valid_distinct_trials(path: Path) -> None:
 
 
 def test_screens_run_the_grid_once_per_screen_and_options_still_win() -> None:
-    sweep = Sweep(name="s", grid={"normal_class": [0, 1], "seed": [0]}, fixed={"epochs": 5, "nz": 8},
+    sweep = Sweep(name="s", grid={"normal_class": [0, 1], "seed": [0]}, fixed={"epochs": 5, "nz": 8, "stop": "last"},
                   screens=({"noise_std": 0.2}, {"noise_std": 0.2, "stop": "val_fea"}, {"epochs": 9}))
     trials = sweep.trials()
     assert [(t.normal_class, t.noise_std, t.stop, t.epochs) for t in trials] == [
