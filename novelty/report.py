@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from scipy.stats import wilcoxon
 
-from .config import BASELINES, METHODS, PIXEL_BASELINES, VARIANTS, TrialConfig
+from .config import BASELINES, METHODS, PIXEL_BASELINES, VARIANT_ONLY_FIELDS, VARIANTS, TrialConfig
 from .results import ResultsError, open_store, read_rows, read_scores
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
@@ -70,16 +70,21 @@ def _fmt_value(value: object) -> str:
 
 def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Add `config` (the hyper-parameters that vary within the row's dataset, "" if none)
-    and `label` (variant plus that config) to a copy of `rows`."""
+    and `label` (variant plus that config) to a copy of `rows`. A knob of the paper's variants
+    alone (VARIANT_ONLY_FIELDS, e.g. stop) varies only if it varies among them, and is not in
+    a baseline's label."""
     out = rows.copy()
     out["normal_class"] = out["normal_class"].astype(int)
     out["config"] = ""
     for _, idx in out.groupby("dataset").groups.items():
         part = out.loc[idx]
-        varying = [c for c in HYPER_FIELDS if c in part and part[c].nunique(dropna=False) > 1]
-        if varying:
-            out.loc[idx, "config"] = part[varying].apply(
-                lambda r: ", ".join(f"{c}={_fmt_value(r[c])}" for c in varying), axis=1)
+        variants = part[~part["variant"].isin(BASELINES)]
+        varying = [c for c in HYPER_FIELDS if c in part
+                   and (variants if c in VARIANT_ONLY_FIELDS else part)[c].nunique(dropna=False) > 1]
+        def config(r: pd.Series) -> str:
+            shown = [c for c in varying if not (r["variant"] in BASELINES and c in VARIANT_ONLY_FIELDS)]
+            return ", ".join(f"{c}={_fmt_value(r[c])}" for c in shown)
+        out.loc[idx, "config"] = [config(r) for _, r in part.iterrows()]
     out.loc[out["variant"].isin(PIXEL_BASELINES), "config"] = ""  # no training knob applies to them
     names = [BASELINE_LABELS.get(v, v) for v in out["variant"]]
     out["label"] = [f"{v} ({c})" if c else v for v, c in zip(names, out["config"])]
