@@ -27,7 +27,7 @@ METHODS = VARIANTS + BASELINES
 PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter applies to them
 SCORE_NORMS = ("none", "val", "ink")
 STOP_RULES = ("last", "val_fea", "val_con")
-VARIANT_ONLY_FIELDS = ("stop",)  # knobs of the paper's variants alone: a baseline has no D (stop: last)
+VARIANT_ONLY_FIELDS = ("stop",)  # knobs of the paper's variants alone (a baseline keeps their LATER_FIELDS value)
 BEYOND_PAPER_NORMS = ("ink",)  # score rules the paper does not have: reported in their own rows
 
 PAPER = {
@@ -121,8 +121,9 @@ class TrialConfig:
             raise ConfigError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if self.stop not in STOP_RULES:
             raise ConfigError(f"unknown stop rule {self.stop!r}; choose one of {', '.join(STOP_RULES)}")
-        if self.is_baseline:  # no discriminator, no L_fea: a baseline scores its last epoch
-            object.__setattr__(self, "stop", "last")  # (VARIANT_ONLY_FIELDS)
+        if self.is_baseline:  # no discriminator: a knob of the variants alone stays at its old value (stop: last)
+            for name in VARIANT_ONLY_FIELDS:
+                object.__setattr__(self, name, LATER_FIELDS[name])
         if self.score_norm not in SCORE_NORMS:
             raise ConfigError(f"unknown score_norm {self.score_norm!r}; choose one of {', '.join(SCORE_NORMS)}")
         if not 0.0 <= self.score_lambda <= 1.0:
