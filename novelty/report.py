@@ -304,9 +304,10 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
     if not oracle.empty:
         writer.put("oracle.csv", oracle.to_csv(index=False))
         md.append("## Honest vs oracle\n\n" + to_markdown(_fmt_frame(oracle, ["dataset", "label"])) +
-                  "\nauc: the honest number (model after the last epoch, whole test split, eval mode). "
+                  "\nauc: the honest number (the model at the epoch the trial's stop rule chose without test images: "
+                  "the last one for stop=last; whole test split, eval mode). "
                   "oracle_*: ORACLE views from the per-epoch traces, on a fixed seeded subset of the test split: "
-                  "oracle_last (last epoch: compare with auc for the subset's noise), oracle_best (best epoch on "
+                  "oracle_last (last epoch: compare with auc for the subset's noise where stop=last), oracle_best (best epoch on "
                   "the test labels), oracle_best_con/fea/lat (each score component's best epoch), "
                   "oracle_refcode_best (as the reference code scores: best test epoch, BatchNorm in train mode, "
                   "test batches of 64 in stored order). Means over classes of per-class means over seeds. "

@@ -10,7 +10,7 @@
   computed exactly from its files. Those rows are marked `rescored` and exist only inside
   the report (never written as trial rows).
 - `oracle_table`: from the per-epoch traces (test labels, a diagnostic): the honest AUC
-  (the model after the last epoch, as the row holds it) beside the best epoch on the test
+  (the model at the epoch the trial's stop rule chose, as the row holds it) beside the best epoch on the test
   subset, and beside "as the reference code scores" (the best epoch, BatchNorm in train
   mode over the test split in stored order). Nothing is selected on these.
 """
