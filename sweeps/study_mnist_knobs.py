@@ -14,7 +14,7 @@ from novelty.launch import main
 
 SWEEP = Sweep(
     name="study_mnist_knobs",
-    # 6 screens x 10 classes x 1 seed x 1 variant = 60 trials
+    # 7 screens x 10 classes x 1 seed x 1 variant = 70 trials
     grid={"variant": ["full"], "normal_class": range(10), "seed": [0]},
     fixed={**STUDY_MNIST, "nz": 8},
     screens=(
@@ -27,6 +27,8 @@ SWEEP = Sweep(
         # both (so far only seed 1, classes 8 and 9: two trials that ran while the default was
         # being switched to val_fea; indices 50-59)
         {"noise_std": 0.05, "stop": "val_fea"},
+        # twice the epochs, the stop rule choosing among all ten (indices 60-69)
+        {"epochs": 10, "stop": "val_fea"},
     ),
     cpus_per_trial=1,
 )
