@@ -28,6 +28,10 @@ PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter
 SCORE_NORMS = ("none", "val", "ink")
 STOP_RULES = ("last", "val_fea", "val_con")
 VARIANT_ONLY_FIELDS = ("stop",)  # knobs of the paper's variants alone (a baseline keeps their LATER_FIELDS value)
+# Knobs no baseline reads (the trained ones read lr, betas, batch size, epochs, nz, noise, seed):
+# a report labels a baseline's row without them.
+BASELINE_IGNORED_FIELDS = VARIANT_ONLY_FIELDS + (
+    "cam_reduction", "w_adv", "w_con", "w_fea", "w_inf", "score_lambda", "score_norm")
 BEYOND_PAPER_NORMS = ("ink",)  # score rules the paper does not have: reported in their own rows
 
 PAPER = {

@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from scipy.stats import wilcoxon
 
-from .config import BASELINES, METHODS, PIXEL_BASELINES, VARIANT_ONLY_FIELDS, VARIANTS, TrialConfig
+from .config import (BASELINE_IGNORED_FIELDS, BASELINES, METHODS, PIXEL_BASELINES, VARIANT_ONLY_FIELDS,
+                     VARIANTS, TrialConfig)
 from .results import ResultsError, open_store, read_rows, read_scores
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
@@ -71,8 +72,8 @@ def _fmt_value(value: object) -> str:
 def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Add `config` (the hyper-parameters that vary within the row's dataset, "" if none)
     and `label` (variant plus that config) to a copy of `rows`. A knob of the paper's variants
-    alone (VARIANT_ONLY_FIELDS, e.g. stop) varies only if it varies among them, and is not in
-    a baseline's label."""
+    alone (VARIANT_ONLY_FIELDS, e.g. stop) varies only if it varies among them; no knob a
+    baseline ignores (BASELINE_IGNORED_FIELDS, e.g. score_lambda) is in a baseline's label."""
     out = rows.copy()
     out["normal_class"] = out["normal_class"].astype(int)
     out["config"] = ""
@@ -82,7 +83,7 @@ def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
         varying = [c for c in HYPER_FIELDS if c in part
                    and (variants if c in VARIANT_ONLY_FIELDS else part)[c].nunique(dropna=False) > 1]
         def config(r: pd.Series) -> str:
-            shown = [c for c in varying if not (r["variant"] in BASELINES and c in VARIANT_ONLY_FIELDS)]
+            shown = [c for c in varying if not (r["variant"] in BASELINES and c in BASELINE_IGNORED_FIELDS)]
             return ", ".join(f"{c}={_fmt_value(r[c])}" for c in shown)
         out.loc[idx, "config"] = [config(r) for _, r in part.iterrows()]
     out.loc[out["variant"].isin(PIXEL_BASELINES), "config"] = ""  # no training knob applies to them

@@ -204,17 +204,22 @@ def test_file_uri(results: Path, tmp_path: Path) -> None:
 def test_each_row_of_ours_sits_above_the_papers_row_for_it(tmp_path: Path) -> None:
     """mnist: our full rows (two configs) are followed by the paper's full row; a pixel
     baseline carries no training config in its label, however the trials' epochs differ; the
-    stop rule (val_fea for the variants, last for every baseline) labels no row."""
+    stop rule (val_fea for the variants, last for every baseline) labels no row; the score mix
+    labels the variants (it varies among them) but not the DAE, whose score ignores it."""
     rng = np.random.default_rng(2)
     uri = tmp_path / "res"
     for epochs in (2, 5):
-        _write(uri, rng, 0.9, dataset="mnist", normal_class=0, seed=0, variant="full", epochs=epochs)
-        _write(uri, rng, 0.8, dataset="mnist", normal_class=0, seed=0, variant="base", epochs=epochs)
+        lam = 0.0 if epochs == 2 else 0.9
+        _write(uri, rng, 0.9, dataset="mnist", normal_class=0, seed=0, variant="full", epochs=epochs,
+               score_lambda=lam)
+        _write(uri, rng, 0.8, dataset="mnist", normal_class=0, seed=0, variant="base", epochs=epochs,
+               score_lambda=lam)
     _write(uri, rng, 0.7, dataset="mnist", normal_class=0, seed=0, variant="ocsvm", epochs=3)
     _write(uri, rng, 0.6, dataset="mnist", normal_class=0, seed=0, variant="dae", epochs=5)
     labels = list(wide_tables(read_rows(str(uri)))["mnist"].index)
     assert "ours: DAE (epochs=5)" in labels
-    assert labels[:5] == ["base (epochs=2)", "base (epochs=5)", "full (epochs=2)", "full (epochs=5)",
+    assert labels[:5] == ["base (epochs=2, score_lambda=0)", "base (epochs=5, score_lambda=0.9)",
+                          "full (epochs=2, score_lambda=0)", "full (epochs=5, score_lambda=0.9)",
                           "paper: full (Tian et al.)"]
     assert labels[labels.index("ours: OCSVM") + 1] == "paper: OCSVM"
     assert not any(lab.startswith("ours: OCSVM (") for lab in labels)
