@@ -2,8 +2,10 @@
 
 - `loco_select`: leave-one-class-out. Among the configurations of one (dataset, variant),
   class c gets the configuration with the best mean AUC over the *other* classes; the
-  class being scored never informs its own choice. This is the only way test labels
-  inform a choice in this project.
+  class being scored never informs its own choice, and it chooses only among the
+  configurations run on the most (class, seed) cells of the other classes: a configuration
+  screened on one seed does not compete, by its luckier mean, with those run on two. This is
+  the only way test labels inform a choice in this project.
 - `rescore`: the score rule needs no retraining. Each trial stores its per-image
   components (c_con, c_fea), and the validation statistics of each (val_con_mean, ...),
   so the AUC a trial would have had with another mix lambda or component scale is
@@ -67,6 +69,10 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary: per (dataset, variant) the mean over classes of the chosen cells, and the
     std over seeds of each seed's mean over the chosen cells when every seed has every class).
 
+    For class c, only configurations with the most (class, seed) cells among the other
+    classes compete (a screen run on seed 0 alone does not beat the configurations confirmed
+    on seeds 0 and 1 by the luck of one seed; the confirmed ones are compared on equal data).
+
     Score rules beyond the paper (score_norm in BEYOND_PAPER_NORMS) are chosen among
     themselves, in their own rows (variant "full [beyond paper]"), never mixed into the paper's."""
     choices, summary = [], []
@@ -76,6 +82,7 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         labelled.loc[beyond, "variant"] = labelled.loc[beyond, "variant"] + " [beyond paper]"
     for (dataset, variant), part in labelled.groupby(["dataset", "variant"], sort=False):
         cell = part.groupby(["config", "normal_class"])["auc"].mean().unstack("normal_class")  # config x class
+        runs = part.groupby(["config", "normal_class"])["seed"].nunique().unstack("normal_class")  # seeds run
         if len(cell) < 2:
             continue
         classes = list(cell.columns)
@@ -85,6 +92,8 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             usable = cell[cell[others].notna().all(axis=1) & cell[c].notna()]
             if usable.empty or not others:
                 continue
+            n_cells = runs.loc[usable.index, others].sum(axis=1)  # (class, seed) cells on the others
+            usable = usable[n_cells == n_cells.max()]
             merit = usable[others].mean(axis=1).sort_index()  # sorted: ties go to the first config by name
             best = merit.idxmax()
             aucs = part[(part["config"] == best) & (part["normal_class"] == c)]["auc"]

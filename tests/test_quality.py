@@ -100,6 +100,18 @@ def test_loco_picks_what_a_hand_computation_picks():
     assert summary.loc[0, "std"] == pytest.approx(np.std([(0.8 + 0.7 + 0.5) / 3, (0.81 + 0.71 + 0.51) / 3], ddof=1))
 
 
+def test_loco_does_not_let_a_one_seed_screen_beat_configs_run_on_two():
+    """C, screened on seed 0 alone, has a higher mean than A and B (its one lucky seed); it
+    does not compete: the choice stays among the configurations run on both seeds."""
+    rows = _hand_rows()
+    lucky = rows[(rows["config"] == "A") & (rows["seed"] == 0)].assign(config="C", auc=1.0)
+    choices, _ = loco_select(pd.concat([rows, lucky], ignore_index=True))
+    assert dict(zip(choices["normal_class"], choices["chosen"])) == {0: "B", 1: "B", 2: "A"}
+    run_twice = pd.concat([lucky, lucky.assign(seed=1)], ignore_index=True)  # once confirmed, it wins
+    choices, _ = loco_select(pd.concat([rows, run_twice], ignore_index=True))
+    assert set(choices["chosen"]) == {"C"}
+
+
 def test_loco_keeps_beyond_paper_rules_in_their_own_rows():
     rows = _hand_rows().assign(score_norm="none")
     ink = [rows[rows["config"] == c].assign(config=f"{c} ink", score_norm="ink", auc=1.0) for c in ("A", "B")]
