@@ -82,9 +82,9 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         labelled.loc[beyond, "variant"] = labelled.loc[beyond, "variant"] + " [beyond paper]"
     for (dataset, variant), part in labelled.groupby(["dataset", "variant"], sort=False):
         cell = part.groupby(["config", "normal_class"])["auc"].mean().unstack("normal_class")  # config x class
-        runs = part.groupby(["config", "normal_class"])["seed"].nunique().unstack("normal_class")  # seeds run
         if len(cell) < 2:
             continue
+        runs = part.groupby(["config", "normal_class"])["seed"].nunique().unstack("normal_class")  # seeds run
         classes = list(cell.columns)
         picked = []
         for c in classes:
