@@ -27,6 +27,7 @@ METHODS = VARIANTS + BASELINES
 PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter applies to them
 SCORE_NORMS = ("none", "val", "ink")
 STOP_RULES = ("last", "val_fea", "val_con")
+PREPROCESS = ("none", "gcn")  # novelty/preprocess.py says what each does
 VARIANT_ONLY_FIELDS = ("stop",)  # knobs of the paper's variants alone (a baseline keeps their LATER_FIELDS value)
 # Knobs no baseline reads (the trained ones read lr, betas, batch size, epochs, nz, noise, seed):
 # a report labels a baseline's row without them.
@@ -48,7 +49,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil1
 # Fields added after rows were committed, with the value every earlier trial had: a trial at
 # that value leaves the field out of its key, so adding a knob does not re-key old rows (and
 # `results.read_rows` fills it into rows written before the field existed).
-LATER_FIELDS = {"stop": "last"}
+LATER_FIELDS = {"stop": "last", "preprocess": "none"}
 
 
 class ConfigError(ValueError):
@@ -99,6 +100,8 @@ class TrialConfig:
     """Scale of each score component before mixing: none (the paper's eq. 7, raw); val (standardised by its mean and std on the normal validation images); ink (beyond the paper: each divided by the image's own mean intensity in [0, 1], so a thin digit's small error counts as much as an inky one's)."""
     val_fraction: float = 0.15
     """Fraction of the normal training images held out for validation."""
+    preprocess: str = "none"
+    """Input preprocessing: none (pixels in [-1, 1]); gcn (per-image global contrast normalisation, l1, then min-max into [-1, 1] with constants from the trial's own normal training images, as Deep SVDD's code)."""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -123,6 +126,8 @@ class TrialConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.preprocess not in PREPROCESS:
+            raise ConfigError(f"unknown preprocess {self.preprocess!r}; choose one of {', '.join(PREPROCESS)}")
         if self.stop not in STOP_RULES:
             raise ConfigError(f"unknown stop rule {self.stop!r}; choose one of {', '.join(STOP_RULES)}")
         if self.is_baseline:  # no discriminator: a knob of the variants alone stays at its old value (stop: last)
@@ -231,7 +236,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_)
         else:
-            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS, "stop": STOP_RULES}.get(f.name)
+            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS, "stop": STOP_RULES,
+                       "preprocess": PREPROCESS}.get(f.name)
             kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)

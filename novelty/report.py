@@ -311,7 +311,8 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
                   "oracle_last (last epoch: compare with auc for the subset's noise where stop=last), oracle_best (best epoch on "
                   "the test labels), oracle_best_con/fea/lat (each score component's best epoch), "
                   "oracle_refcode_best (as the reference code scores: best test epoch, BatchNorm in train mode, "
-                  "test batches of 64 in stored order). Means over classes of per-class means over seeds. "
+                  "test batches of 64 in stored order), oracle_refcode_nf_best (the same with the normal test images first, "
+                  "then the outliers, as the reference code's loader orders them). Means over classes of per-class means over seeds. "
                   "None of these chose anything.\n")
     pool = labelled
     if score_rules:

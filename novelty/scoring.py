@@ -121,17 +121,32 @@ def trace_subset(n_test: int, size: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def oracle_trace(G: Generator, D: Discriminator, split: Split, subset: torch.Tensor, lam: float, norm: str,
-                 stats: dict[str, float], device: torch.device) -> dict[str, float]:
+                 stats: dict[str, float], device: torch.device, subset_seed: int = 0) -> dict[str, float]:
     """ORACLE (looks at test labels; feeds no choice): this epoch's test AUC of each component
     and of the mix on `subset`, and "as the reference code scores": BatchNorm in train mode
-    over the subset in stored order, batches of 64 (on copies: the models are not touched)."""
+    over the subset in stored order, batches of 64, and again with the normal images first
+    (`normal_first`, as the reference code's loader orders them; on copies: the models are
+    not touched)."""
     x, labels = split.test[subset], split.test_labels[subset].numpy()
     if len(np.unique(labels)) < 2:
         return {}
     comps = per_image_errors(G, D, x, device)
     out = {f"oracle_auc_{c}": auc(labels, v.numpy()) for c, v in comps.items()}
     out["oracle_auc_mix"] = auc(labels, mix(comps, lam, norm, stats).numpy())
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    ref = per_image_errors(G2, D2, x, device, batch=REFCODE_BATCH, train_mode=True)
-    out["oracle_refcode_auc_mix"] = auc(labels, score(ref["con"].double(), ref["fea"].double(), lam).numpy())
+    for name, order in (("oracle_refcode_auc_mix", torch.arange(len(x))),
+                        ("oracle_refcode_nf_auc_mix", normal_first(split.test_labels[subset], subset_seed))):
+        G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+        ref = per_image_errors(G2, D2, x[order], device, batch=REFCODE_BATCH, train_mode=True)
+        out[name] = auc(labels[order.numpy()], score(ref["con"].double(), ref["fea"].double(), lam).numpy())
     return out
+
+
+def normal_first(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """The order the reference code's test loader uses (GANomaly's lib/data.py: the normal
+    test images first, then the outliers, never shuffled), so each batch of 64 is (nearly) one
+    kind: the normal images in stored order, then the outliers in a fixed seeded order
+    (the original datasets store their classes interleaved; our CIFAR-10 copy class by class)."""
+    normal = (labels == 0).nonzero().flatten()
+    outliers = (labels != 0).nonzero().flatten()
+    mixed = outliers[torch.randperm(len(outliers), generator=torch.Generator().manual_seed(seed))]
+    return torch.cat([normal, mixed])

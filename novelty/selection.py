@@ -131,14 +131,17 @@ def oracle_table(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFrame:
         for comp in ("con", "fea", "lat"):
             if f"oracle_auc_{comp}" in t and t[f"oracle_auc_{comp}"].notna().any():
                 rec[f"oracle_best_{comp}"] = t[f"oracle_auc_{comp}"].max()
-        if "oracle_refcode_auc_mix" in t and t["oracle_refcode_auc_mix"].notna().any():
-            rec["oracle_refcode_best"] = t["oracle_refcode_auc_mix"].max()
+        for view, name in (("oracle_refcode_auc_mix", "oracle_refcode_best"),
+                           ("oracle_refcode_nf_auc_mix", "oracle_refcode_nf_best")):
+            if view in t and t[view].notna().any():
+                rec[name] = t[view].max()
         per_key.append(rec)
     if not per_key:
         return pd.DataFrame()
     merged = labelled.merge(pd.DataFrame(per_key), on="key")
     cols = [c for c in ("auc", "oracle_last", "oracle_best", "oracle_best_epoch", "oracle_best_con",
-                        "oracle_best_fea", "oracle_best_lat", "oracle_refcode_best") if c in merged]
+                        "oracle_best_fea", "oracle_best_lat", "oracle_refcode_best",
+                        "oracle_refcode_nf_best") if c in merged]
     # mean over seeds per class, then over classes (as the main tables do)
     per_class = merged.groupby(["dataset", "label", "normal_class"])[cols].mean()
     out = per_class.groupby(["dataset", "label"]).mean()

@@ -16,6 +16,7 @@ from . import __version__
 from .baselines import run_baseline
 from .config import ConfigError, RunOptions, TrialConfig
 from .data import DataError, ImageSet, check_trainable, load_imageset, one_class_split
+from .preprocess import apply_preprocess
 from .results import check_writable, is_local, open_store, write_trial
 from .scoring import COMPONENTS, Scores, score_test
 from .train import EpochCallback, fit, pick_device, stats_of
@@ -44,7 +45,8 @@ METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMP
 SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score", "ink"))
 TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
                  "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
-                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "ink", "mix", "score")), "oracle_refcode_auc_mix")
+                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "ink", "mix", "score")), "oracle_refcode_auc_mix",
+                 "oracle_refcode_nf_auc_mix")
 
 
 def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
@@ -123,7 +125,8 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", rank % torch.cuda.device_count())
     data, key = prepare_data(cfg, opts, expect_data)
-    split = one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction)
+    split = apply_preprocess(one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction),
+                             cfg.preprocess)
     ckpt = default_checkpoint(key, opts) if checkpoint == "default" else checkpoint
     ckpt = Path(ckpt) if ckpt is not None else None
     if cfg.is_baseline:
