@@ -38,25 +38,42 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def class_bars_png(summary: pd.DataFrame, dataset: str) -> bytes:
-    """Grouped bars of one dataset's per-class mean AUC, one bar per label, std error bars.
+def class_bars_png(summary: pd.DataFrame, dataset: str, paper: pd.DataFrame | None = None) -> bytes:
+    """Grouped bars of one dataset's per-class mean AUC, one bar per label, std error bars,
+    the paper's AUC for that bar as a black marker, on a y-range fitted to the values (so a
+    difference of 0.01 shows), not from 0.
 
-    `summary` is `novelty.report.summary_table` (rows of other datasets are ignored)."""
+    `summary` is `novelty.report.summary_table` (rows of other datasets are ignored); `paper`:
+    columns label (ours), normal_class, auc: the paper's value for our label's bars."""
     part = summary[summary["dataset"] == dataset]
+    paper = paper if paper is not None else pd.DataFrame(columns=["label", "normal_class", "auc"])
     classes = sorted(part["normal_class"].unique())
     labels = list(dict.fromkeys(part["label"]))
     x = np.arange(len(classes))
     width = 0.8 / max(len(labels), 1)
     fig = Figure(figsize=(max(6.0, 0.6 * len(classes) * max(1, len(labels) / 2)), 4.0))
     ax = fig.add_subplot()
+    marked = False
     for i, label in enumerate(labels):
         sub = part[part["label"] == label].set_index("normal_class").reindex(classes)
-        ax.bar(x + (i - (len(labels) - 1) / 2) * width, sub["mean"].to_numpy(), width,
-               yerr=sub["std"].fillna(0.0).to_numpy(), capsize=2, label=label)
+        at = x + (i - (len(labels) - 1) / 2) * width
+        ax.bar(at, sub["mean"].to_numpy(), width, yerr=sub["std"].fillna(0.0).to_numpy(), capsize=2, label=label)
+        theirs = paper[paper["label"] == label].set_index("normal_class")["auc"].reindex(classes)
+        if theirs.notna().any():
+            ax.scatter(at, theirs.to_numpy(dtype=float), marker="_", s=120, color="black", zorder=3,
+                       label="paper's AUC (marker)" if not marked else None)
+            marked = True
     ax.set_xticks(x, [str(c) for c in classes])
     ax.set_xlabel("normal class")
     ax.set_ylabel("AUC (mean ± std over seeds)")
-    ax.set_ylim(0.0, 1.05)
+    shown = np.concatenate([(part["mean"] - part["std"].fillna(0.0)).to_numpy(dtype=float),
+                            (part["mean"] + part["std"].fillna(0.0)).to_numpy(dtype=float),
+                            paper[paper["label"].isin(labels)]["auc"].to_numpy(dtype=float)])
+    shown = shown[np.isfinite(shown)]
+    low, high = (shown.min(), shown.max()) if len(shown) else (0.0, 1.0)
+    margin = max(0.02, 0.05 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(1.02, high + margin))
+    ax.grid(axis="y", lw=0.3)
     ax.set_title(f"{dataset}: AUC per normal class")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
@@ -90,5 +107,37 @@ def roc_png(trials: pd.DataFrame, scores: pd.DataFrame, dataset: str) -> bytes:
     for ax in list(axes.flat)[len(classes):]:
         ax.set_visible(False)
     fig.suptitle(f"{dataset}: ROC per normal class (first seed of each)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def forest_png(effects: pd.DataFrame, per_class: pd.DataFrame, title: str) -> bytes:
+    """A forest plot: one panel per comparison (a − b), one line per class (its mean difference
+    over seeds ± a bootstrap 95% CI over seeds) and one for the mean over classes (± the
+    class-and-seed bootstrap CI), zero and the paper's claimed difference marked.
+
+    `effects` and `per_class` are `novelty.effects.effects_table`'s, for one dataset and config."""
+    comparisons = list(effects["comparison"])
+    classes = sorted(per_class["normal_class"].unique())
+    fig = Figure(figsize=(3.2 * max(len(comparisons), 1), 0.35 * (len(classes) + 2) + 1.2))
+    axes = fig.subplots(1, max(len(comparisons), 1), squeeze=False, sharey=True)[0]
+    y_mean = -1.0
+    for ax, eff in zip(axes, effects.itertuples()):
+        part = per_class[per_class["comparison"] == eff.comparison].set_index("normal_class").reindex(classes)
+        y = np.arange(len(classes))[::-1].astype(float)
+        m = part["mean"].to_numpy(dtype=float)
+        err = np.vstack([m - part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float) - m])
+        ax.errorbar(m, y, xerr=np.nan_to_num(err), fmt="o", ms=3, color="tab:blue", capsize=2, lw=1)
+        ax.errorbar([eff.effect], [y_mean], xerr=[[eff.effect - eff.ci_low], [eff.ci_high - eff.effect]],
+                    fmt="D", ms=6, color="black", capsize=3, lw=2)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        if not pd.isna(eff.paper_claim):
+            ax.axvline(eff.paper_claim, color="tab:red", ls="--", lw=1, label=f"paper {eff.paper_claim:+.3f}")
+            ax.legend(fontsize="x-small", loc="lower right")
+        ax.set_title(f"{eff.comparison}\n{eff.effect:+.3f} [{eff.ci_low:+.3f}, {eff.ci_high:+.3f}]",
+                     fontsize="small")
+        ax.set_xlabel("AUC difference", fontsize="small")
+    axes[0].set_yticks([*np.arange(len(classes))[::-1], y_mean], [f"class {c}" for c in classes] + ["mean"])
+    fig.suptitle(title, fontsize="small")
     fig.tight_layout()
     return _png(fig)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -26,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
-from scipy.stats import wilcoxon
 
 from .config import (BASELINE_IGNORED_FIELDS, BASELINES, METHODS, PIXEL_BASELINES, VARIANT_ONLY_FIELDS,
                      VARIANTS, TrialConfig)
+from .effects import BOOT, effects_table, wilcoxon_p
 from .results import ResultsError, open_store, read_rows, read_scores
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
@@ -48,6 +47,15 @@ ABLATION_NOTES = (
     "a − b over the (class, seed) pairs both variants have, within one dataset and configuration; "
     "std with ddof=1; p: two-sided Wilcoxon signed-rank test (scipy defaults, zero differences dropped); "
     "p is blank when there are fewer than 2 pairs or every difference is zero."
+)
+
+EFFECTS_NOTES = (
+    "effect: a − b, the mean over classes of each class's mean difference over its seeds, on the (class, seed) "
+    f"pairs both variants ran. 95% CI: percentile bootstrap ({BOOT} resamples, fixed seed) that resamples classes "
+    "and, within each drawn class, its seeds, both with replacement. Wilcoxon p: two-sided signed-rank test over "
+    "the (class, seed) pairs. min detectable: the smallest true difference a two-sided test at α 0.05 detects "
+    "with 80% power, (z_0.975 + z_0.80) × std of the per-class differences / √classes. paper claims: the "
+    "difference of the paper's table 4 means (CIFAR-10 only). Per class: effects_per_class.csv and the forest plot."
 )
 
 
@@ -202,19 +210,6 @@ def paired_differences(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records, columns=columns)
 
 
-def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
-    """Two-sided Wilcoxon signed-rank p-value of a − b, or (NaN, why) when it is undefined."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if len(diff) < 2:
-        return float("nan"), f"{len(diff)} pair(s): no test"
-    if np.all(diff == 0):
-        return float("nan"), "all differences are zero: no test"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        p = float(wilcoxon(a, b).pvalue)
-    return p, "; ".join(sorted({str(w.message) for w in caught}))
-
-
 # ------------------------------------------------------------------ rendering
 
 
@@ -263,6 +258,44 @@ def ablation_display(paired: pd.DataFrame) -> pd.DataFrame:
         index=[f"{d}: {c}" for d, c in zip(paired["dataset"], paired["comparison"])])
     shown.index.name = "comparison"
     return shown if paired["config"].astype(bool).any() else shown.drop(columns="config")
+
+
+def effects_display(effects: pd.DataFrame) -> pd.DataFrame:
+    """The ablation effects formatted for Markdown."""
+    def num(v: float, spec: str) -> str:
+        return "" if pd.isna(v) else format(v, spec)
+
+    shown = pd.DataFrame({
+        "config": list(effects["config"]),
+        "effect [95% CI]": [f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]" for e, lo, hi in
+                            zip(effects["effect"], effects["ci_low"], effects["ci_high"])],
+        "classes": [str(n) for n in effects["n_classes"]], "pairs": [str(n) for n in effects["n_pairs"]],
+        "Wilcoxon p": [num(v, ".4g") for v in effects["wilcoxon_p"]],
+        "min detectable": [num(v, ".4f") for v in effects["min_detectable"]],
+        "paper claims": [num(v, "+.3f") for v in effects["paper_claim"]]},
+        index=[f"{d}: {c}" for d, c in zip(effects["dataset"], effects["comparison"])])
+    shown.index.name = "comparison"
+    return shown if effects["config"].astype(bool).any() else shown.drop(columns="config")
+
+
+def paper_marks(labelled: pd.DataFrame) -> pd.DataFrame:
+    """The paper's per-class AUC for each of our labels that has one (full: table 2-3's method
+    row; a baseline: its row): dataset, label (ours), normal_class, auc."""
+    paper = paper_table()
+    paper = paper[paper["normal_class"] != "mean"]
+    names = {"full": PAPER_LABELS["paper (full)"], **{b: f"paper: {b}" for b in BASELINES}}
+    out = []
+    for (dataset, label, variant), _ in labelled.groupby(["dataset", "label", "variant"], sort=False):
+        want = names.get(variant, "").lower()
+        hit = paper[(paper["dataset"] == dataset) & (paper["label"].str.lower() == want)]
+        out.append(pd.DataFrame({"dataset": dataset, "label": label,
+                                 "normal_class": hit["normal_class"].astype(int).to_numpy(),
+                                 "auc": hit["auc"].to_numpy()}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["dataset", "label", "normal_class", "auc"])
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in text)
 
 
 class _Writer:
@@ -369,15 +402,31 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score
         writer.put("ablation.tex", to_latex(shown, "Paired AUC differences between variants (Wilcoxon signed-rank)"))
         report_md.append(f"## Ablation: paired differences\n\n{md}\n{ABLATION_NOTES}\n")
         print(f"\nAblation: paired differences (a − b)\n{md}")
+    effects, per_class = effects_table(label_rows(rows))
+    if not effects.empty:
+        md = to_markdown(effects_display(effects))
+        writer.put("effects.md", f"# Ablation effects\n\n{md}\n{EFFECTS_NOTES}\n")
+        writer.put("effects.csv", effects.to_csv(index=False))
+        writer.put("effects_per_class.csv", per_class.to_csv(index=False))
+        report_md.append(f"## Ablation effects\n\n{md}\n{EFFECTS_NOTES}\n")
+        print(f"\nAblation effects (a − b, 95% bootstrap CI)\n{md}")
     for section in quality_sections(uri, rows, writer, score_rules):
         report_md.append(section)
         print("\n" + section)
     if plots:
-        from .plots import class_bars_png, roc_png
+        from .plots import class_bars_png, forest_png, roc_png
 
         labelled = label_rows(rows)
+        marks = paper_marks(labelled)
+        for (dataset, config), eff in effects.groupby(["dataset", "config"], sort=False):
+            name = f"{dataset}_forest{'_' + _slug(config) if config else ''}.png"
+            title = f"{dataset}{' (' + config + ')' if config else ''}: paired AUC differences, 95% bootstrap CI"
+            writer.put(name, forest_png(eff, per_class[(per_class["dataset"] == dataset) &
+                                                       (per_class["config"] == config)], title))
+            report_md.append(f"![{dataset} forest plot]({name})\n")
         for dataset in tables:
-            writer.put(f"{dataset}_auc.png", class_bars_png(summary[summary["dataset"] == dataset], dataset))
+            writer.put(f"{dataset}_auc.png", class_bars_png(summary[summary["dataset"] == dataset], dataset,
+                                                            marks[marks["dataset"] == dataset]))
             first = labelled[labelled["dataset"] == dataset]
             first = first[first["seed"] == first.groupby(["label", "normal_class"])["seed"].transform("min")]
             report_md.append(f"![{dataset} AUC]({dataset}_auc.png)\n")

@@ -164,6 +164,13 @@ def test_write_report_files(results: Path, tmp_path: Path) -> None:
     assert f"| {pairs} | " in ablation_md and "nan" not in ablation_md
     ablation = pd.read_csv(out / "ablation.csv")
     assert set(ablation["comparison"]) == {"entropy − base", "full − base", "full − entropy"}
+    effects = pd.read_csv(out / "effects.csv").set_index("comparison")
+    assert set(effects.index) == {"entropy − base", "full − base", "full − entropy"}  # cam never ran
+    assert effects.loc["full − base", "effect"] == pytest.approx(full_base)  # every class has every seed
+    assert effects.loc["full − base", "ci_low"] < full_base < effects.loc["full − base", "ci_high"]
+    assert "| digits: full − base | " in (out / "effects.md").read_text()
+    assert (out / "digits_forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_csv(out / "effects_per_class.csv")) == 3 * len(CLASSES)
 
 
 def test_paper_rows_for_mnist(tmp_path: Path) -> None:
