@@ -25,5 +25,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+## A tiny-budget run of the sweep entry point (2 classes, 2 variants, 1 epoch) through Ray Tune.
+smoke: $(STAMP)
+	$(PY) sweeps/digits.py --smoke-test --results results/scratch/smoke
+
 clean:
 	rm -rf $(VENV) results/scratch results/digits

@@ -1,5 +1,5 @@
 """Benchmark: images/s and FLOP/s of one training step (D step + G step of
-novelty.train.train_epoch), against this machine's own fp32 matmul FLOP/s.
+novelty.loop.train_epoch), against this machine's own fp32 matmul FLOP/s.
 
     .venv/bin/python bench/train_step.py --threads 2 --steps 10 --repeats 3
 
@@ -24,7 +24,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from novelty.config import TrialConfig
-from novelty.train import build_state, make_deterministic, pick_device, train_epoch
+from novelty.distributed import make_deterministic, pick_device
+from novelty.loop import Run, train_epoch
+from novelty.methods import spec_for
 
 
 def sync(device: torch.device) -> None:
@@ -57,7 +59,7 @@ class Case:
     def __init__(self, variant: str, channels: int, args: argparse.Namespace, device: torch.device):
         self.variant, self.channels = variant, channels
         self.cfg = TrialConfig(variant=variant, batch_size=args.batch_size, epochs=1)
-        self.state = build_state(self.cfg, channels, device)
+        self.state = Run(spec_for(variant).load()(self.cfg, channels, device))
         gen = torch.Generator().manual_seed(0)
         self.x = torch.rand(args.steps * args.batch_size, channels, 32, 32, generator=gen) * 2 - 1
         self.device = device

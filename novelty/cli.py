@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch.distributed as dist
-
 from .config import PRESETS, RunOptions, TrialConfig, add_dataclass_args, from_namespace
 from .errors import run_user_command
 
@@ -28,6 +26,8 @@ def _normal_class(ns: argparse.Namespace, opts: RunOptions) -> dict:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
     from .distributed import init_from_env
     from .trial import run_trial
 

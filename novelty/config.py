@@ -21,18 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-VARIANTS = ("base", "entropy", "cam", "full")
-BASELINES = ("dae", "vae", "ocsvm", "kde")  # the paper's table 2-3 baselines, run in the same harness
-METHODS = VARIANTS + BASELINES
-PIXEL_BASELINES = ("ocsvm", "kde")  # fit on pixels: no training hyper-parameter applies to them
+from . import methods
+
 SCORE_NORMS = ("none", "val", "ink")
 STOP_RULES = ("last", "val_fea", "val_con")
 PREPROCESS = ("none", "gcn")  # novelty/preprocess.py says what each does
-VARIANT_ONLY_FIELDS = ("stop",)  # knobs of the paper's variants alone (a baseline keeps their LATER_FIELDS value)
-# Knobs no baseline reads (the trained ones read lr, betas, batch size, epochs, nz, noise, seed):
-# a report labels a baseline's row without them.
-BASELINE_IGNORED_FIELDS = VARIANT_ONLY_FIELDS + (
-    "cam_reduction", "w_adv", "w_con", "w_fea", "w_inf", "score_lambda", "score_norm")
 BEYOND_PAPER_NORMS = ("ink",)  # score rules the paper does not have: reported in their own rows
 
 PAPER = {
@@ -67,11 +60,11 @@ class TrialConfig:
     seed: int = 0
     """Seed of everything random in the trial: init, validation split, noise, batch order."""
     variant: str = "full"
-    """Ablation variant: base (DAE+D), entropy (+L_inf), cam (+CAM), full (+L_inf +CAM); or a baseline method: dae, vae, ocsvm, kde."""
+    """Method: the paper's, as an ablation variant: base (DAE+D), entropy (+L_inf), cam (+CAM), full (+L_inf +CAM); or a baseline: dae, vae, ocsvm, kde (novelty.methods lists every registered one)."""
     epochs: int = 5
     """Training epochs; --stop says which epoch's model is scored (MNIST study: 5; the paper's preset: 15)."""
     stop: str = "val_fea"
-    """Which epoch's model is scored: val_fea / val_con (the epoch whose normal validation images have the lowest mean L_fea / L_con: a stopping rule that looks at no test image; val_fea chosen by leave-one-class-out on MNIST); last (after the last epoch, as the paper's preset reads). The baselines have no discriminator and always score their last epoch (stop is set to last for them)."""
+    """Which epoch's model is scored: val_fea / val_con (the epoch whose normal validation images have the lowest mean L_fea / L_con: a stopping rule that looks at no test image; val_fea chosen by leave-one-class-out on MNIST); last (after the last epoch, as the paper's preset reads). A method that does not read it (the baselines) scores its last epoch (stop is held at last for them)."""
     batch_size: int = 64
     """Global batch size (split across DDP ranks). The paper's COIL-100 protocol uses 15."""
     lr: float = 1e-3
@@ -106,8 +99,8 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.variant not in METHODS:
-            raise ConfigError(f"unknown variant {self.variant!r}; choose one of {', '.join(METHODS)}")
+        if self.variant not in methods.variant_names():
+            raise ConfigError(f"unknown variant {self.variant!r}; choose one of {', '.join(methods.variant_names())}")
         for name in ("epochs", "nz", "cam_reduction"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
@@ -130,34 +123,18 @@ class TrialConfig:
             raise ConfigError(f"unknown preprocess {self.preprocess!r}; choose one of {', '.join(PREPROCESS)}")
         if self.stop not in STOP_RULES:
             raise ConfigError(f"unknown stop rule {self.stop!r}; choose one of {', '.join(STOP_RULES)}")
-        if self.is_baseline:  # no discriminator: a knob of the variants alone stays at its old value (stop: last)
-            for name in VARIANT_ONLY_FIELDS:
-                object.__setattr__(self, name, LATER_FIELDS[name])
+        reads = set(methods.spec_for(self.variant).reads) | set(methods.COMMON_FIELDS)
+        for name, old in LATER_FIELDS.items():  # a later knob its method does not read (e.g. a dae's stop)
+            if name not in reads:               # stays at the value every earlier trial had: same key
+                object.__setattr__(self, name, old)
         if self.score_norm not in SCORE_NORMS:
             raise ConfigError(f"unknown score_norm {self.score_norm!r}; choose one of {', '.join(SCORE_NORMS)}")
         if not 0.0 <= self.score_lambda <= 1.0:
             raise ConfigError(f"--score-lambda must be in [0, 1] (got {self.score_lambda})")
 
-    @property
-    def use_cam(self) -> bool:
-        return self.variant in ("cam", "full")
-
-    @property
-    def use_entropy(self) -> bool:
-        return self.variant in ("entropy", "full")
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.variant in BASELINES
-
     def _identity(self) -> dict[str, Any]:
         """Every field, less those of LATER_FIELDS left at the value earlier trials all had."""
         return {k: v for k, v in dataclasses.asdict(self).items() if LATER_FIELDS.get(k, ...) != v}
-
-    def config_hash(self) -> str:
-        """Short stable hash of every field (not the data): tells configurations apart."""
-        blob = json.dumps(self._identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def key(self, data: str) -> str:
         """The trial's identity in results folders: a hash of every field (see LATER_FIELDS)
@@ -236,7 +213,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_)
         else:
-            choices = {"dataset": DATASETS, "variant": METHODS, "score_norm": SCORE_NORMS, "stop": STOP_RULES,
+            choices = {"dataset": DATASETS, "variant": methods.variant_names(), "score_norm": SCORE_NORMS, "stop": STOP_RULES,
                        "preprocess": PREPROCESS}.get(f.name)
             kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,

@@ -1,48 +1,22 @@
 """Datasets as cached uint8 tensors, and the one-class splits of DESIGN §2.
 
-Every dataset is decoded once into `images` (N, C, 32, 32) uint8 and `labels` (N,)
-int64 for its train and test parts, then cached under `cache_dir` keyed by the
-source files' size and mtime, so the next trial on it starts in well under a second.
+Every dataset is decoded once by its reader (`novelty.readers`) into `images` (N, C, 32, 32)
+uint8 and `labels` (N,) int64 for its train and test parts, then cached under `cache_dir`
+keyed by the source files' size and mtime, so the next trial on it starts in well under a
+second. The one-class protocol turns it into a Split.
 """
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-IMAGE_SIZE = 32
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-class DataError(RuntimeError):
-    """The dataset the user pointed at is missing, incomplete or corrupt."""
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """A decoded dataset: uint8 images (N, C, 32, 32) and integer labels (N,)."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    n_classes: int
-    class_names: tuple[str, ...] = ()
-    """Folder names of the classes (ImageFolder trees), index = label; empty for the others."""
-    fingerprint: str = ""
-    """Hash of the decoded tensors: part of every trial's key (see `fingerprint`)."""
-
-    @property
-    def channels(self) -> int:
-        return int(self.train_x.shape[1])
+from .errors import DataError
+from .readers import READERS, ImageSet
 
 
 @dataclass(frozen=True)
@@ -59,191 +33,6 @@ class Split:
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return x.float().div(127.5).sub(1.0)
-
-
-def resize_uint8(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, 32, 32), bilinear, back to uint8."""
-    if x.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
-        return x.to(torch.uint8)
-    out = []
-    for chunk in x.split(4096):
-        y = F.interpolate(chunk.float(), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-        out.append(y.round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out)
-
-
-# ---------------------------------------------------------------- readers
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST format), plain or .gz; a short file names itself."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path} is truncated: header needs {header} bytes, file has {len(data)}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    need = header + int(np.prod(shape))
-    if len(data) != need:
-        raise DataError(f"{path} is truncated or padded: expected {need} bytes for shape {shape}, found {len(data)}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _idx_file(raw: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz"):
-        if (raw / name).exists():
-            return raw / name
-    raise DataError(f"missing {raw / stem} (looked for it and {stem}.gz)")
-
-
-def _mnist_like(root: Path, folder: str, tv_class: str, download: bool) -> list[Path]:
-    raw = root / folder / "raw"
-    if download:
-        import torchvision.datasets as tvd
-
-        for train in (True, False):
-            getattr(tvd, tv_class)(root=str(root), train=train, download=True)
-    if not raw.is_dir():
-        raise DataError(f"no {folder} data under {root}: expected {raw} (pass --download where a network exists)")
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    return [_idx_file(raw, s) for s in stems]
-
-
-def _decode_mnist_like(files: list[Path]) -> ImageSet:
-    arrays = [read_idx(f) for f in files]
-    tr_x, tr_y, te_x, te_y = (torch.from_numpy(a.copy()) for a in arrays)
-    if tr_x.shape[0] != tr_y.shape[0] or te_x.shape[0] != te_y.shape[0]:
-        raise DataError(f"image and label counts differ in {files[0].parent}")
-    return ImageSet(resize_uint8(tr_x[:, None]), tr_y.long(), resize_uint8(te_x[:, None]), te_y.long(), 10)
-
-
-def _load_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise DataError(f"corrupt image {path}: {exc}") from exc
-
-
-def _stack_images(paths: list[Path]) -> torch.Tensor:
-    """Decode, resize each to 32x32 and stack: (N, 3, 32, 32) uint8."""
-    out = torch.empty((len(paths), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
-    for i, p in enumerate(paths):
-        img = torch.from_numpy(_load_image(p).copy()).permute(2, 0, 1)[None]
-        out[i] = resize_uint8(img)[0]
-    return out
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _imagefolder_files(root: Path) -> list[Path]:
-    for part in ("train", "test"):
-        if not (root / part).is_dir():
-            raise DataError(f"{root} is not a split ImageFolder tree: missing {root / part}/")
-    return sorted(p for part in ("train", "test") for p in (root / part).rglob("*") if p.is_file())
-
-
-def _decode_imagefolder(root: Path) -> ImageSet:
-    """Classes are the class folders of train/ and test/ together, sorted by name, so an
-    anomaly-detection tree (train/good/, test/good/, test/<defect>/: outliers in the test
-    split only, as MVTec AD lays it out) works as well as a classification tree."""
-    classes = sorted({d.name for part in ("train", "test") for d in (root / part).iterdir() if d.is_dir()})
-    if not classes:
-        raise DataError(f"{root} has no class folders under train/ or test/ (expected train/<class>/*.png)")
-    parts = []
-    for part in ("train", "test"):
-        paths, labels = [], []
-        for k, name in enumerate(classes):
-            files = _image_files(root / part / name) if (root / part / name).is_dir() else []
-            paths += files
-            labels += [k] * len(files)
-        if not paths:
-            raise DataError(f"{root / part} has no images in its class folders "
-                            f"({', '.join(IMAGE_SUFFIXES)})")
-        parts += [_stack_images(paths), torch.tensor(labels, dtype=torch.long)]
-    return ImageSet(*parts, n_classes=len(classes), class_names=tuple(classes))
-
-
-def _cifar_pickles(root: Path, download: bool) -> list[Path] | None:
-    folder = root / "cifar-10-batches-py"
-    if download and not folder.is_dir():
-        import torchvision.datasets as tvd
-
-        tvd.CIFAR10(root=str(root), train=True, download=True)
-    if not folder.is_dir():
-        return None
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    missing = [n for n in names if not (folder / n).exists()]
-    if missing:
-        raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
-    return [folder / n for n in names]
-
-
-def _decode_cifar_pickles(files: list[Path]) -> ImageSet:
-    import pickle
-
-    xs, ys = [], []
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                batch = pickle.load(fh, encoding="latin1")
-            xs.append(torch.from_numpy(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)))
-            ys.append(torch.tensor(batch["labels"], dtype=torch.long))
-        except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
-            raise DataError(f"corrupt CIFAR-10 batch {f}: {exc}") from exc
-    return ImageSet(torch.cat(xs[:5]), torch.cat(ys[:5]), xs[5], ys[5], 10)
-
-
-COIL_NAME = re.compile(r"obj(\d+)__(\d+)\.png$", re.IGNORECASE)
-
-
-def _coil_files(root: Path) -> list[Path]:
-    for folder in (root, root / "coil-100", root / "coil100"):
-        if folder.is_dir():
-            files = sorted((p for p in folder.iterdir() if COIL_NAME.search(p.name)),
-                           key=lambda p: tuple(int(g) for g in COIL_NAME.search(p.name).groups()))  # type: ignore[union-attr]
-            if files:
-                return files
-    raise DataError(f"no COIL-100 images (obj<K>__<angle>.png) in {root}")
-
-
-def _decode_coil(files: list[Path]) -> ImageSet:
-    """All images go in `train_*`; the COIL protocol draws its own test split."""
-    objs = sorted({int(COIL_NAME.search(p.name).group(1)) for p in files})  # type: ignore[union-attr]
-    index = {o: i for i, o in enumerate(objs)}
-    labels = torch.tensor([index[int(COIL_NAME.search(p.name).group(1))] for p in files])  # type: ignore[union-attr]
-    x = _stack_images(files)
-    return ImageSet(x, labels, x[:0], labels[:0], n_classes=len(objs))
-
-
-def _decode_digits() -> ImageSet:
-    """scikit-learn's bundled 8x8 digits, upsampled to 32x32, split 70/30 per class (fixed)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy((d.images * (255.0 / 16.0)).round().astype(np.uint8))[:, None]
-    y = torch.from_numpy(d.target).long()
-    x = resize_uint8(x)
-    rng = np.random.default_rng(0)
-    train_idx, test_idx = [], []
-    for k in range(10):
-        idx = rng.permutation(np.flatnonzero(d.target == k))
-        cut = int(round(0.7 * len(idx)))
-        train_idx += idx[:cut].tolist()
-        test_idx += idx[cut:].tolist()
-    tr, te = torch.tensor(sorted(train_idx)), torch.tensor(sorted(test_idx))
-    return ImageSet(x[tr], y[tr], x[te], y[te], 10)
 
 
 # ---------------------------------------------------------------- cache + entry point
@@ -293,36 +82,14 @@ def load_imageset(dataset: str, data_root: str = "", cache_dir: str = "", downlo
 
 
 def _load_imageset(dataset: str, data_root: str, cache_dir: str, download: bool) -> ImageSet:
-    if dataset == "digits":
-        import sklearn.datasets
-
-        src = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
-        return _cached("digits", [src], cache_dir, _decode_digits) if cache_dir else _decode_digits()
-    if not data_root:
-        raise DataError(f"dataset {dataset!r} needs --data-root")
-    root = Path(data_root)
-    if not root.is_dir() and not download:
-        raise DataError(f"data root {root} does not exist")
-    if dataset in ("mnist", "fashion_mnist"):
-        folder, tv = ("MNIST", "MNIST") if dataset == "mnist" else ("FashionMNIST", "FashionMNIST")
-        files = _mnist_like(root, folder, tv, download)
-        decode = lambda: _decode_mnist_like(files)  # noqa: E731
-    elif dataset == "cifar10":
-        pickles = _cifar_pickles(root, download)
-        if pickles is not None:
-            files, decode = pickles, (lambda: _decode_cifar_pickles(pickles))
-        else:
-            tree = root / "cifar10-jpeg" if (root / "cifar10-jpeg").is_dir() else root
-            files = _imagefolder_files(tree)
-            decode = lambda: _decode_imagefolder(tree)  # noqa: E731
-    elif dataset == "imagefolder":
-        files = _imagefolder_files(root)
-        decode = lambda: _decode_imagefolder(root)  # noqa: E731
-    elif dataset == "coil100":
-        files = _coil_files(root)
-        decode = lambda: _decode_coil(files)  # noqa: E731
-    else:
-        raise DataError(f"unknown dataset {dataset!r}")
+    if dataset not in READERS:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(READERS)}")
+    if dataset != "digits":
+        if not data_root:
+            raise DataError(f"dataset {dataset!r} needs --data-root")
+        if not Path(data_root).is_dir() and not download:
+            raise DataError(f"data root {data_root} does not exist")
+    files, decode = READERS[dataset](Path(data_root), download)
     return _cached(dataset, files, cache_dir, decode) if cache_dir else decode()
 
 

@@ -1,5 +1,7 @@
-"""torch.distributed set-up for multi-rank trials: under torchrun / srun (env://), or
-ranks 1.. started as local processes by a sweep trial that runs rank 0 itself."""
+"""Devices and torch.distributed: picking the device, deterministic kernels, joining a
+process group (under torchrun / srun via env://, or ranks 1.. started as local processes by
+a sweep trial that runs rank 0 itself), and the collective helpers the training loop and
+the methods' steps use (each a no-op on one rank)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +10,76 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+
+from .config import ConfigError
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for `--device`; a device this machine lacks is the user's error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s); use --device cpu or auto")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Deterministic kernels: exact on CPU; on CUDA cuDNN/cuBLAS are pinned but atomics may differ."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    # torch.use_deterministic_algorithms(True, ...) would also import torch._inductor (~2 s in
+    # every fresh sweep worker) to set torch.compile's flag; nothing here is compiled.
+    torch._C._set_deterministic_algorithms(True, warn_only=device.type != "cpu")
+
+
+def sync_grads(module: torch.nn.Module, weight: float) -> None:
+    """Sum of weight * grad over ranks = the gradient of the global-batch mean loss."""
+    if world()[1] == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_(weight)
+            dist.all_reduce(p.grad)
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Average BatchNorm running statistics so every rank scores with the same model."""
+    n = world()[1]
+    if n == 1:
+        return
+    for b in module.buffers():
+        if b.dtype.is_floating_point:
+            dist.all_reduce(b)
+            b.div_(n)
+
+
+def global_mean(values: torch.Tensor, weight: float) -> torch.Tensor:
+    """The global-batch mean of per-rank means, each rank weighted by its share."""
+    if world()[1] > 1:
+        values = values * weight
+        dist.all_reduce(values)
+    return values
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
 
 
 def backend_for(device: str) -> str:
@@ -30,10 +102,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rank_main(rank: int, world: int, port: int, backend: str, fn: Callable, args: tuple) -> None:
+def rank_main(rank: int, world_size: int, port: int, backend: str, fn: Callable, args: tuple) -> None:
     """Entry point of a rank started as a local process: join the group, run fn(*args)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         fn(*args)
     finally:

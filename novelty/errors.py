@@ -1,12 +1,24 @@
-"""The errors a user can cause, and how every entry point reports them: one line, exit 2."""
+"""The errors a user can cause, and how every entry point reports them: one line, exit 2.
+Torch-free, so `novelty report` and the sweep driver import it without a network."""
 from __future__ import annotations
 
 import sys
 
 from .config import ConfigError
-from .data import DataError
 from .results import ResultsError
-from .train import CheckpointError, TrainingDiverged
+
+
+class DataError(RuntimeError):
+    """The dataset the user pointed at is missing, incomplete or corrupt."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be written."""
+
 
 USER_ERRORS = (ConfigError, DataError, ResultsError, TrainingDiverged, CheckpointError, FileNotFoundError,
                PermissionError)

@@ -26,7 +26,7 @@ STUDY_MNIST = {"dataset": "mnist", "epochs": 5, "score_lambda": 0.9, "stop": "la
 # The paper's table 2-3 baselines in our harness (sweeps/*_baselines.py), the variant axis first so
 # the quick pixel methods finish before the trained ones; dae / vae: the generator's encoder/decoder,
 # nz 32 (a VAE's latent; the DAE shares it), batch 64, Adam 1e-3, 4 epochs (a 2-core CPU budget);
-# ocsvm / kde ignore these (see novelty/baselines.py)
+# ocsvm / kde ignore these (see novelty/methods/pixels.py)
 BASELINES_GRID = {"variant": ("kde", "ocsvm", "vae", "dae"), "normal_class": range(10), "seed": [0]}
 BASELINES_FIXED = {"epochs": 4, "nz": 32}
 

@@ -1,4 +1,4 @@
-"""The losses of Tian et al. eq. 1-4 and 6, and the per-image score of eq. 7-8."""
+"""The losses of Tian et al. eq. 1-4 and 6 (the score of eq. 7-8 is in `novelty.scoring`)."""
 from __future__ import annotations
 
 import torch
@@ -34,14 +34,3 @@ def loss_d(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
         F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
         + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
     )
-
-
-def score(l_con: torch.Tensor, l_fea: torch.Tensor, lam: float) -> torch.Tensor:
-    """Anomaly score (eq. 7): A(x) = lam * L_con(x) + (1 - lam) * L_fea(x), per image (B,)."""
-    return lam * l_con + (1.0 - lam) * l_fea
-
-
-def minmax(scores: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: normalise over the whole test set, after all scores are collected."""
-    lo, hi = scores.min(), scores.max()
-    return (scores - lo) / (hi - lo).clamp_min(1e-12)

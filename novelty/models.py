@@ -123,7 +123,7 @@ class Decoder(nn.Module):
 class Generator(nn.Module):
     """Denoising auto-encoder: returns (x_hat, h) for a (noisy) input."""
 
-    def __init__(self, nc: int, nz: int = 100, use_cam: bool = True, reduction: int = 16):
+    def __init__(self, nc: int, nz: int, use_cam: bool = True, reduction: int = 16):
         super().__init__()
         self.encoder = Encoder(nc, nz, use_cam, reduction)
         self.decoder = Decoder(nc, nz, use_cam, reduction)

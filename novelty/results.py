@@ -56,9 +56,14 @@ def check_writable(uri: str) -> None:
         fs.create_dir(f"{base}/{SCORES}", recursive=True)
         with fs.open_output_stream(probe) as fh:
             fh.write(b"ok")
-        fs.delete_file(probe)
     except (OSError, pa.ArrowException) as exc:
         raise ResultsError(f"results folder {uri} is not writable: {exc}") from exc
+    finally:  # however the write ended (a full disk mid-write too), no probe stays behind
+        try:
+            if fs.get_file_info(probe).type == pafs.FileType.File:
+                fs.delete_file(probe)
+        except (OSError, pa.ArrowException):
+            pass
 
 
 def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:

@@ -14,19 +14,18 @@
 - `oracle_table`: from the per-epoch traces (test labels, a diagnostic): the honest AUC
   (the model at the epoch the trial's stop rule chose, as the row holds it) beside the best epoch on the test
   subset, and beside "as the reference code scores" (the best epoch, BatchNorm in train
-  mode over the test split in stored order). Nothing is selected on these.
+  mode over the test split in stored order, and with the normal images first). Nothing is
+  selected on these.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from .config import BEYOND_PAPER_NORMS
-from .scoring import INK_FLOOR
+from .config import BEYOND_PAPER_NORMS, SCORE_NORMS
+from .scoring import auc, mix
 
 SCORE_LAMBDAS = (0.0, 0.5, 0.9, 1.0)
-SCORE_NORMS = ("none", "val", "ink")
 RULE = ("leave-one-class-out: for each class c, among the configurations of one (dataset, variant), "
         "the one with the best mean AUC over the other classes (each class's AUC its mean over seeds); "
         "the cell is class c's AUC under it (mean ± std over seeds). Class c's own AUCs never inform its choice.")
@@ -44,19 +43,14 @@ def rescore(rows: pd.DataFrame, scores: pd.DataFrame, lambdas=SCORE_LAMBDAS, nor
         if part is None or "val_con_std" not in row or pd.isna(row.get("val_con_std")):
             continue
         labels = part["label"].to_numpy()
+        comps = {c: part[f"c_{c}"].to_numpy(float) for c in ("con", "fea", "ink") if f"c_{c}" in part}
+        stats = {k: row.get(f"val_{k}") for k in ("con_mean", "con_std", "fea_mean", "fea_std")}
         for norm in norms:
-            con, fea = part["c_con"].to_numpy(float), part["c_fea"].to_numpy(float)
-            if norm == "val":
-                con = (con - row["val_con_mean"]) / row["val_con_std"]
-                fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
-            elif norm == "ink":
-                if "c_ink" not in part or part["c_ink"].isna().any():
-                    continue
-                weight = np.maximum(part["c_ink"].to_numpy(float), INK_FLOOR)
-                con, fea = con / weight, fea / weight
+            if norm == "ink" and ("ink" not in comps or np.isnan(comps["ink"]).any()):
+                continue
             for lam in lambdas:
                 out.append({**row.to_dict(), "score_lambda": float(lam), "score_norm": norm, "rescored": True,
-                            "auc": float(roc_auc_score(labels, lam * con + (1 - lam) * fea))})
+                            "auc": auc(labels, mix(comps, float(lam), norm, stats))})
     return pd.DataFrame(out)
 
 
@@ -115,8 +109,9 @@ def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def oracle_table(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, label): honest mean AUC (last epoch, whole test split) beside the ORACLE
-    views from the traces (test subset): last epoch, best epoch, reference-code scoring."""
+    """Per (dataset, label): honest mean AUC (the epoch the stop rule chose, whole test split)
+    beside the ORACLE views from the traces (test subset): last epoch, best epoch,
+    reference-code scoring (stored order and normal-first)."""
     if trace.empty:
         return pd.DataFrame()
     mix = "oracle_auc_mix" if "oracle_auc_mix" in trace else None

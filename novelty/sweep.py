@@ -20,6 +20,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from . import methods
 from .config import RunOptions, TrialConfig
 from .data import check_trainable, load_imageset
 from .errors import USER_ERRORS
@@ -140,12 +141,15 @@ def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path 
     return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt, expect_data=data)  # type: ignore[return-value]
 
 
-def trainable(config: dict, trials: dict[str, dict]) -> None:
+def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> None:
     """Tune trainable: a plain function of its config dict (one trial, labelled config["trial"]).
 
     `trials` maps trial labels to TrialConfig fields; it reaches the workers once through
     tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
+    `plugins`: the methods the driver registered beyond the built-in ones, registered here too.
     """
+    for spec in plugins:
+        methods.register(spec)
     planned = trials[config["trial"]]
     cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
     opts = RunOptions(**config["run"])
@@ -179,8 +183,10 @@ def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dic
 
 
 def _ensure_ray(address: str) -> None:
-    """Join the given cluster, or start a local one that listens on loopback only (a sweep on a
-    laptop or a login node exposes nothing beyond the machine) and sends no usage statistics."""
+    """Join the given cluster, or start a local one (node address 127.0.0.1) that sends no usage
+    statistics. Beware: Ray still binds its GCS, raylet and object-manager ports on every
+    interface (measured, README "Security"); on a shared machine firewall them or use Ray's
+    token authentication, which stays on outside tests."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -238,7 +244,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     by_label = trial_labels(pending, fingerprints)
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, trials=by_label), {"cpu": cpus, "gpu": gpus}),
+        tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=methods.plugins()), {"cpu": cpus, "gpu": gpus}),
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by short label
         param_space={"trial": tune.grid_search(list(by_label)),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},

@@ -6,20 +6,21 @@ import dataclasses
 import datetime as dt
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 
-from . import __version__
-from .baselines import run_baseline
+from . import __version__, methods
 from .config import ConfigError, RunOptions, TrialConfig
-from .data import DataError, ImageSet, check_trainable, load_imageset, one_class_split
+from .data import ImageSet, check_trainable, load_imageset, one_class_split
+from .distributed import pick_device, world
+from .errors import DataError
+from .loop import EpochCallback, fit, stats_of
 from .preprocess import apply_preprocess
 from .results import check_writable, is_local, open_store, write_trial
-from .scoring import COMPONENTS, Scores, score_test
-from .train import EpochCallback, fit, pick_device, stats_of
+from .scoring import scores_of
 
 
 def _git_commit() -> str:
@@ -38,15 +39,27 @@ def _now() -> str:
 NAN = float("nan")
 # Every row, scores file and trace has the same columns whatever the method (NaN where a
 # column does not apply), so `pd.read_parquet(<results>/rows)` over a folder that mixes
-# variants and baselines keeps them all (pyarrow takes one file's schema for the folder).
-METHOD_COLUMNS = ("val_loss_con", "val_loss_fea", *(f"val_{c}_{s}" for c in COMPONENTS for s in ("mean", "std")),
-                  "final_loss_d", "final_loss_g", "final_loss_con", "final_loss_fea", "final_loss_inf",
-                  "val_score", "final_loss", "kde_bandwidth", "ocsvm_nu", "scored_epoch")
-SCORE_COLUMNS = tuple(f"c_{c}" for c in (*COMPONENTS, "score", "ink"))
-TRACE_COLUMNS = ("epoch", "seconds", "images", "loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf",
-                 "loss", "d_reinits", *METHOD_COLUMNS[:8], "val_score",
-                 *(f"oracle_auc_{c}" for c in (*COMPONENTS, "ink", "mix", "score")), "oracle_refcode_auc_mix",
-                 "oracle_refcode_nf_auc_mix")
+# methods keeps them all (pyarrow takes one file's schema for the folder). The methods'
+# own columns come from the registry (novelty.methods); these are the loop's.
+LOOP_COLUMNS = ("val_score", "scored_epoch", "d_reinits", "resumed_from_epoch")
+LOOP_TRACE = ("epoch", "seconds", "images", "val_score", "oracle_auc_mix", "oracle_refcode_auc_mix",
+              "oracle_refcode_nf_auc_mix")
+
+
+def trace_columns() -> tuple[str, ...]:
+    """Every registered method's losses and validation figures, and the oracle views of each component."""
+    losses = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf", "loss")
+    vals = (*(c for c in methods.method_columns() if c.startswith("val_")),)
+    oracle = tuple(f"oracle_auc_{c}" for c in methods.component_names())
+    return tuple(dict.fromkeys((*LOOP_TRACE[:3], *losses, "d_reinits", *vals, *LOOP_TRACE[3:], *oracle)))
+
+
+def row_columns() -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*methods.method_columns(), *LOOP_COLUMNS)))
+
+
+def score_columns() -> tuple[str, ...]:
+    return tuple(f"c_{c}" for c in methods.component_names())
 
 
 def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
@@ -66,45 +79,9 @@ def prepare_data(cfg: TrialConfig, opts: RunOptions, expect_data: str = "") -> t
         raise DataError(f"the {cfg.dataset} data under {opts.data_root or '(embedded)'} is not the data this trial "
                         f"was planned on (fingerprint {data.fingerprint}, expected {expect_data}): "
                         "did it change during the sweep, or differ between nodes?")
-    _, world = _world()
-    check_trainable(data, cfg.dataset, cfg.normal_class, cfg.val_fraction, 2 * world)
+    _, n_ranks = world()
+    check_trainable(data, cfg.dataset, cfg.normal_class, cfg.val_fraction, 2 * n_ranks)
     return data, cfg.key(data.fingerprint)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gan_trial(cfg: TrialConfig, opts: RunOptions, split, device: torch.device, key: str,
-               ckpt: Path | None, on_epoch: EpochCallback | None) -> tuple[Scores, list[dict], dict] | None:
-    """The paper's method (a variant): train G and D, score with eq. 7-8. Rank 0 returns."""
-    state = fit(cfg, opts, split, device, key, ckpt, on_epoch)
-    if _world()[0] != 0:
-        return None
-    last, scored = state.history[-1], state.history[state.scored_epoch - 1]  # scored: the model --stop picked
-    stats = stats_of(scored)
-    scores = score_test(state.G, state.D, split, cfg.score_lambda, device, cfg.score_norm, stats)
-    extra = {"val_loss_con": scored["val_loss_con"], "val_loss_fea": scored["val_loss_fea"],
-             **{f"val_{k}": v for k, v in stats.items()},
-             "final_loss_d": last["loss_d"], "final_loss_g": last["loss_g"], "final_loss_con": last["loss_con"],
-             "final_loss_fea": last["loss_fea"], "final_loss_inf": last["loss_inf"],
-             "d_reinits": state.d_reinits, "resumed_from_epoch": state.resumed_from,
-             "scored_epoch": state.scored_epoch}
-    return scores, state.history, extra
-
-
-def _baseline_trial(cfg: TrialConfig, opts: RunOptions, split, device: torch.device,
-                    on_epoch: EpochCallback | None) -> tuple[Scores, list[dict], dict]:
-    if _world()[1] > 1:
-        raise ConfigError(f"baseline {cfg.variant} runs single-process; run it without torchrun / ranks_per_trial")
-    res = run_baseline(cfg, split, device, opts.trace_images if opts.trace else 0,
-                       (lambda m: on_epoch(m, None)) if on_epoch else None, opts.progress)
-    last = res.history[-1]
-    extra = {"val_score": last.get("val_score"), "final_loss": last.get("loss", float("nan")),
-             "d_reinits": 0, "resumed_from_epoch": 0, **res.extra}
-    return res.scores, res.history, extra
 
 
 def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None = None,
@@ -116,45 +93,54 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     sweep planned this trial's key on (a mismatch is an error, never a silent new key).
     """
     started = _now()
-    rank, world = _world()
+    rank, n_ranks = world()
     if write and rank == 0:
         check_writable(opts.out)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
     device = pick_device(opts.device)
-    if device.type == "cuda" and world > 1:
+    if device.type == "cuda" and n_ranks > 1:
         device = torch.device("cuda", rank % torch.cuda.device_count())
     data, key = prepare_data(cfg, opts, expect_data)
     split = apply_preprocess(one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction),
                              cfg.preprocess)
     ckpt = default_checkpoint(key, opts) if checkpoint == "default" else checkpoint
     ckpt = Path(ckpt) if ckpt is not None else None
-    if cfg.is_baseline:
-        result = _baseline_trial(cfg, opts, split, device, on_epoch)
-    else:
-        result = _gan_trial(cfg, opts, split, device, key, ckpt, on_epoch)
-    if result is None:
+    method_cls = methods.spec_for(cfg.variant).load()
+    if n_ranks > 1 and not method_cls.multi_rank:
+        raise ConfigError(f"{cfg.variant} runs single-process; run it without torchrun / ranks_per_trial")
+    run = fit(method_cls, cfg, opts, split, device, key, ckpt, on_epoch)
+    if rank != 0:
         return None
-    scores, hist, extra = result
+    scored = run.history[run.scored_epoch - 1]  # the epoch --stop picked (the last for stop=last)
+    t0 = time.perf_counter()
+    comps = {c: v.numpy() for c, v in run.method.components(split.test).items()}
+    raw = run.method.score(comps, stats_of(scored))
+    scores = scores_of(split.test_labels.numpy(), raw, comps, time.perf_counter() - t0)
+    hist = run.history
     train_seconds = sum(h["seconds"] for h in hist)
     images = sum(h["images"] for h in hist)
+    spec = methods.spec_for(cfg.variant)
+    last = {f"final_{n}": hist[-1][n] for n in run.method.loss_names if n in hist[-1]}
+    extra = {**{c: v for c, v in {**scored, **last}.items() if c in row_columns()}, **run.method.row(),
+             "scored_epoch": run.scored_epoch, "resumed_from_epoch": run.resumed_from}
     row = {
         "key": key, "sweep": opts.sweep, "run_name": cfg.run_name(data.fingerprint),
         **dataclasses.asdict(cfg),
-        "method": cfg.variant if cfg.is_baseline else "tian2020",
+        "method": spec.name,
         "normal_class": split.normal_class,  # COIL-100's seeded draw resolved
         "class_drawn": cfg.normal_class < 0,  # the seed drew the class: a repetition, not a per-class cell
         "auc": scores.auc,
         "data_root": str(Path(opts.data_root).absolute()) if opts.data_root else "",
         "data_fingerprint": data.fingerprint,
-        **{c: NAN for c in METHOD_COLUMNS}, **extra,
+        **{c: NAN for c in row_columns()}, "d_reinits": 0, **extra,
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
         "n_outliers": int(split.test_labels.sum()),
         "train_seconds": train_seconds, "score_seconds": scores.seconds,
         "images_per_second": images / train_seconds if train_seconds > 0 else float("nan"),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "world_size": world, "torch_version": torch.__version__, "package_version": __version__,
+        "world_size": n_ranks, "torch_version": torch.__version__, "package_version": __version__,
         "git_commit": _git_commit(), "hostname": socket.gethostname(),
         "started_at": started, "finished_at": _now(), "epochs_run": len(hist),
         "traced": bool(opts.trace),
@@ -162,13 +148,14 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     if write:
         frame = pd.DataFrame({"key": key, "index": range(len(scores.labels)), "label": scores.labels,
                               "score": scores.score, "raw_score": scores.raw,
-                              **{c: NAN for c in SCORE_COLUMNS},
+                              **{c: NAN for c in score_columns()},
                               **{f"c_{c}": v for c, v in scores.components.items()}})
         trace = None
         if opts.trace:
             trace = pd.DataFrame(hist)
-            trace = trace.reindex(columns=[*TRACE_COLUMNS, *(c for c in trace if c not in TRACE_COLUMNS)])
-            trace = trace.astype({c: float for c in TRACE_COLUMNS}).assign(key=key)
+            columns = trace_columns()
+            trace = trace.reindex(columns=[*columns, *(c for c in trace if c not in columns)])
+            trace = trace.astype({c: float for c in columns}).assign(key=key)
         write_trial(opts.out, row, frame, trace)
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()  # the row is the result; the checkpoint was only for resuming

@@ -5,7 +5,7 @@ base = DAE + D; entropy = + L_inf; cam = + CAM (the paper skipped it); full = bo
 
     python sweeps/ablation.py --data-root ../shared/data
 """
-from novelty.config import VARIANTS
+from novelty.methods import VARIANTS
 from novelty.grid import Sweep
 from novelty.launch import main
 

@@ -3,7 +3,7 @@
     ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root /data
     python sweeps/cifar10.py --data-root ../shared/data --seeds 0 --variants full
 """
-from novelty.config import VARIANTS
+from novelty.methods import VARIANTS
 from novelty.grid import Sweep
 from novelty.launch import main
 

@@ -4,7 +4,7 @@ No download, no GPU: done in minutes on 2 cores.
     python sweeps/digits.py            # or: novelty sweep sweeps/digits.py
     python sweeps/digits.py --smoke-test
 """
-from novelty.config import VARIANTS
+from novelty.methods import VARIANTS
 from novelty.grid import Sweep
 from novelty.launch import main
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, write_idx
-from novelty.data import DataError, load_imageset, one_class_split, read_idx
+from novelty.data import DataError, load_imageset, one_class_split
+from novelty.readers import read_idx
 
 
 def test_digits_protocol(tmp_path):
@@ -109,3 +110,62 @@ def test_shared_mnist_is_exact():
     ds = load_imageset("mnist", str(SHARED_DATA))
     assert ds.train_x.shape == (60000, 1, 32, 32) and ds.test_x.shape == (10000, 1, 32, 32)
     assert torch.bincount(ds.test_y).tolist()[:2] == [980, 1135]
+
+
+def _cifar_batches(root, n=20, planted=None):
+    """A cifar-10-batches-py folder as the original: protocol-2 pickles of dicts with bytes keys."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": b"x", b"labels": [int(v) for v in np.arange(n) % 10],
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"a.png"] * n}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(planted if name == "data_batch_3" and planted is not None else batch, fh, protocol=2)
+    return folder
+
+
+class _Planted:
+    """Unpickling this runs a command (what a planted pickle in a data root would do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_pickles_are_read_as_data(tmp_path):
+    _cifar_batches(tmp_path / "ok")
+    ds = load_imageset("cifar10", str(tmp_path / "ok"))
+    assert ds.train_x.shape == (100, 3, 32, 32) and ds.test_x.shape == (20, 3, 32, 32)
+    assert ds.train_y.tolist()[:10] == list(range(10))
+
+
+def test_a_planted_pickle_in_a_cifar_folder_does_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    _cifar_batches(tmp_path / "bad", planted=_Planted(marker))
+    with pytest.raises(DataError, match="data_batch_3.*refused posix.system|data_batch_3.*refused"):
+        load_imageset("cifar10", str(tmp_path / "bad"))
+    assert not marker.exists()
+
+
+def test_a_cifar_batch_of_the_wrong_shape_names_itself(tmp_path):
+    folder = _cifar_batches(tmp_path / "odd")
+    import pickle
+
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, fh, protocol=2)
+    with pytest.raises(DataError, match="test_batch.*shape"):
+        load_imageset("cifar10", str(tmp_path / "odd"))
+
+
+def test_idx_file_in_the_wrong_slot_names_itself(fake_mnist):
+    raw = fake_mnist / "MNIST" / "raw"
+    (raw / "train-labels-idx1-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes())
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte holds a 3-d array"):
+        load_imageset("mnist", str(fake_mnist))

@@ -13,8 +13,9 @@ from sklearn.metrics import roc_curve
 from novelty.cli import main
 from novelty.config import TrialConfig
 from novelty.plots import roc_points
-from novelty.report import (class_mean_table, paired_differences, summary_table, wide_tables,
-                            wilcoxon_p, write_report)
+from novelty.effects import wilcoxon_p
+from novelty.report import write_report
+from novelty.tables import class_mean_table, paired_differences, summary_table, wide_tables
 from novelty.results import ResultsError, read_rows, read_scores, write_trial
 
 CLASSES, SEEDS, VARIANTS = (0, 1, 2), (0, 1, 2, 3), ("base", "entropy", "full")

@@ -8,7 +8,7 @@ ray = pytest.importorskip("ray")
 
 from novelty.config import RunOptions, TrialConfig  # noqa: E402
 from novelty.grid import Sweep, SweepOptions  # noqa: E402
-from novelty.report import summary_table  # noqa: E402
+from novelty.tables import summary_table  # noqa: E402
 from novelty.results import delete_trial, existing_keys, read_rows  # noqa: E402
 from novelty.sweep import run_sweep, trial_labels  # noqa: E402
 from novelty.trial import run_trial  # noqa: E402
@@ -140,3 +140,21 @@ def test_baselines_through_tune_beside_the_papers_rows(fake_mnist, tmp_path):
         i = labels.index(f"ours: {name}")
         assert labels[i + 1] == f"paper: {name}"
         assert table.loc[f"paper: {name}", "1"] != "" and table.loc[f"ours: {name}", "1"].endswith("(1)")
+
+
+def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path):
+    """The toy method of tests/test_methods.py, registered there and nowhere else, runs as a grid
+    value of a Ray Tune sweep (the driver ships it to the workers) and lands in the report."""
+    import test_methods
+    from ray import cloudpickle
+
+    from novelty.report import write_report
+
+    cloudpickle.register_pickle_by_value(test_methods)  # the workers cannot import a test file
+    sweep = Sweep(name="toy", grid={"variant": ["toy"], "normal_class": [0, 1]}, fixed={"dataset": "digits"},
+                  max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=str(tmp_path / "res"), report=False))
+    assert summary.ran == 2 and not summary.failed
+    rows = read_rows(str(tmp_path / "res"))
+    assert list(rows["method"]) == ["toy", "toy"] and rows["auc"].between(0, 1).all()
+    assert "ours: toy" in write_report(str(tmp_path / "res"), plots=False).tables["digits"].index

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from novelty.report import summary_table
+from novelty.tables import summary_table
 from novelty.results import read_rows
 
 SWEEP_FILE = '''

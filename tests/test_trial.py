@@ -12,9 +12,8 @@ from sklearn.metrics import roc_auc_score
 from novelty.config import RunOptions, TrialConfig
 from novelty.data import load_imageset, one_class_split
 from novelty.results import read_rows, read_scores
-from novelty.scoring import score_test
-from novelty.scoring import per_image_errors
-from novelty.train import fit
+from novelty.loop import fit
+from novelty.methods.tian2020 import Tian2020
 from novelty.trial import run_trial
 
 from conftest import DDP_PINNED, as_flags, digits_fingerprint
@@ -76,18 +75,19 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed["final_loss_g"] == whole["final_loss_g"]
 
 
-def test_scores_normalised_over_whole_test_set_not_per_batch():
+def test_scores_normalised_over_whole_test_set_not_per_batch(tmp_path):
     ds = load_imageset("digits")
     split = one_class_split(ds, "digits", 2, 0, 0.15)
     cfg = TrialConfig(normal_class=2, epochs=1)
-    state = fit(cfg, RunOptions(progress=False), split, torch.device("cpu"), cfg.key(DIGITS))
-    s = score_test(state.G, state.D, split, cfg.score_lambda, torch.device("cpu"))
-    comps = per_image_errors(state.G, state.D, split.test, torch.device("cpu"), batch=17)
+    run = fit(Tian2020, cfg, RunOptions(progress=False), split, torch.device("cpu"), cfg.key(DIGITS))
+    row = run_trial(cfg, _opts(tmp_path))
+    s = pd.read_parquet(tmp_path / "scores").sort_values("index")
+    comps = run.method.components(split.test, batch=17)
     lam = cfg.score_lambda
     raw = (lam * comps["con"].double() + (1 - lam) * comps["fea"].double()).numpy()
-    np.testing.assert_allclose(s.raw, raw, rtol=1e-5)  # eval mode: batch size does not change a score
-    np.testing.assert_allclose(s.score, (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5, atol=1e-7)
-    assert s.auc == pytest.approx(roc_auc_score(split.test_labels.numpy(), s.score))
+    np.testing.assert_allclose(s["raw_score"], raw, rtol=1e-5)  # eval mode: batch size does not change a score
+    np.testing.assert_allclose(s["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5, atol=1e-7)
+    assert row["auc"] == pytest.approx(roc_auc_score(split.test_labels.numpy(), s["score"]))
 
 
 def _cli(*args, cwd=None):

@@ -1,0 +1,116 @@
+"""The method interface: a method added in a file of its own (here, this test file) runs
+through `novelty train`, a Ray Tune sweep (tests/test_sweep.py) and the report with no
+change anywhere else; the trained baselines resume like the paper's method; the registry
+drives configuration, rows and labels."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from novelty.cli import main
+from novelty.config import ConfigError, RunOptions, TrialConfig
+from novelty.data import load_imageset, one_class_split
+from novelty.methods import MethodSpec, register, spec_for, variant_names
+from novelty.methods.base import Method
+from novelty.report import write_report
+from novelty.results import read_rows
+from novelty.trial import run_trial
+
+
+class Toy(Method):
+    """A pixel method in a few lines: how far each image's mean is from the normal images' mean."""
+
+    trained = False
+
+    def fit(self, train: torch.Tensor, val: torch.Tensor) -> None:
+        self.center = float(train.mean())
+
+    def components(self, x, batch=256, train_mode=False):
+        return {"score": (x.flatten(1).mean(1).double() - self.center).abs()}
+
+
+TOY = register(MethodSpec(name="toy", variants=("toy",), reads=(), impl=Toy, display="ours: toy"))
+
+
+def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["train", "--variant", "toy", "--normal-class", "1", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "--variant", "full", "--epochs", "1", "--normal-class", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    rows = read_rows(str(out)).set_index("variant")
+    split = one_class_split(load_imageset("digits"), "digits", 1, 0, 0.15)  # the toy's AUC, by hand
+    by_hand = roc_auc_score(split.test_labels.numpy(),
+                            (split.test.flatten(1).mean(1).double() - float(split.train.mean())).abs().numpy())
+    assert rows.loc["toy", "method"] == "toy" and rows.loc["toy", "auc"] == pytest.approx(by_hand, abs=1e-12)
+    scores = pd.read_parquet(out / "scores" / f"{rows.loc['toy', 'key']}.parquet")
+    assert scores["c_score"].notna().all() and scores["c_con"].isna().all()
+    table = write_report(str(out), plots=False).tables["digits"]
+    assert "ours: toy" in table.index and table.loc["ours: toy", "1"].endswith("(1)")
+    # the toy reads no training knob: its label never shows the epochs the full variant ran
+    assert not any("epochs" in label for label in table.index if "toy" in label)
+
+
+def test_registry_drives_config_and_knobs():
+    assert "toy" in variant_names()
+    with pytest.raises(ConfigError, match="unknown variant 'nope'.*toy"):
+        TrialConfig(variant="nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register(MethodSpec(name="other", variants=("full",), reads=(), impl=Toy))
+    # a later knob a method does not read stays at its old value: a dae's stop, whatever was asked
+    assert TrialConfig(variant="dae", stop="val_fea").stop == "last"
+    assert TrialConfig(variant="full", stop="val_con").stop == "val_con"
+    assert "stop" in spec_for("full").reads and "score_lambda" not in spec_for("vae").reads
+
+
+def test_dae_resumes_from_a_checkpoint_to_the_same_auc(tmp_path):
+    cfg = TrialConfig(dataset="digits", normal_class=4, variant="dae", epochs=3, nz=8, batch_size=32)
+    whole = run_trial(cfg, RunOptions(out=str(tmp_path / "whole"), progress=False))
+
+    class Killed(Exception):
+        pass
+
+    def die_after_second(metrics, path):
+        if metrics["epoch"] == 2:
+            assert path is not None and path.exists()
+            raise Killed
+
+    opts = RunOptions(out=str(tmp_path / "resumed"), progress=False)
+    with pytest.raises(Killed):
+        run_trial(cfg, opts, on_epoch=die_after_second)
+    resumed = run_trial(cfg, opts)
+    assert resumed["resumed_from_epoch"] == 2 and whole["resumed_from_epoch"] == 0
+    assert resumed["auc"] == whole["auc"] and resumed["final_loss"] == whole["final_loss"]
+
+
+def test_report_imports_no_torch(tmp_path):
+    out = tmp_path / "res"
+    run_trial(TrialConfig(variant="ocsvm", normal_class=2), RunOptions(out=str(out), progress=False))
+    code = ("import sys; import novelty.report; assert 'torch' not in sys.modules, 'import'; "
+            "from novelty.cli import main; rc = main(['report', sys.argv[1], '--no-plots']); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'novelty report'")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_built_in_dataset_has_a_reader():
+    from novelty.config import DATASETS
+    from novelty.readers import READERS
+
+    assert tuple(READERS) == DATASETS
+
+
+def test_rows_carry_every_registered_column(tmp_path):
+    from novelty.trial import row_columns
+
+    row = run_trial(TrialConfig(variant="kde", normal_class=0), RunOptions(out=str(tmp_path), progress=False))
+    for spec in (spec_for("full"), spec_for("dae"), spec_for("kde"), TOY):
+        for column in spec.columns:
+            assert column in row
+    assert set(row_columns()) <= set(row) and row["kde_bandwidth"] > 0 and pd.isna(row["val_loss_fea"])
+    assert dataclasses.asdict(TrialConfig(variant="kde"))["stop"] == "last"
