@@ -11,8 +11,10 @@ from novelty.launch import main
 
 SWEEP = Sweep(
     name="ablation",
-    # 10 classes x 5 seeds x 4 variants = 200 trials
-    grid={"normal_class": range(10), "seed": range(5), "variant": VARIANTS},
+    # 10 classes x 20 seeds x 4 variants = 800 trials (the mission's grid; a CPU run narrows it:
+    # --seeds 0,1,2,3,4 is issue 18's 200); today's defaults, chosen on MNIST (CIFAR-10's own study
+    # has not chosen yet: results/ablation says so)
+    grid={"normal_class": range(10), "seed": range(20), "variant": VARIANTS},
     fixed={"dataset": "cifar10"},
     cpus_per_trial=2,
     gpus_per_trial=0.25,
