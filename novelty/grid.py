@@ -168,3 +168,10 @@ def load_sweep(path: str) -> Sweep:
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"{path} defines no `SWEEP = Sweep(...)`")
     return sweep
+
+
+def baselines_sweep(dataset: str) -> Sweep:
+    """The paper's table 2-3 baselines on `dataset` (BASELINES_GRID over BASELINES_FIXED):
+    4 baselines x 10 classes x 1 seed = 40 trials (add seeds with --seeds 0,1,...)."""
+    return Sweep(name=f"{dataset}_baselines", grid=BASELINES_GRID, fixed={"dataset": dataset, **BASELINES_FIXED},
+                 cpus_per_trial=1)

@@ -72,3 +72,16 @@ def digits_fingerprint() -> str:
     from novelty.data import load_imageset
 
     return load_imageset("digits").fingerprint
+
+
+class Killed(Exception):
+    """Raised by `die_after` to kill a trial at the end of an epoch (after its checkpoint)."""
+
+
+def die_after(epoch: int):
+    """An on_epoch callback that kills the trial at the end of `epoch`, once its checkpoint exists."""
+    def hook(metrics, path):
+        if metrics["epoch"] == epoch:
+            assert path is not None and path.exists()
+            raise Killed
+    return hook

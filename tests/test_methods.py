@@ -22,6 +22,8 @@ from novelty.report import write_report
 from novelty.results import read_rows
 from novelty.trial import run_trial
 
+from conftest import Killed, die_after
+
 
 class Toy(Method):
     """A pixel method in a few lines: how far each image's mean is from the normal images' mean."""
@@ -71,18 +73,9 @@ def test_registry_drives_config_and_knobs():
 def test_dae_resumes_from_a_checkpoint_to_the_same_auc(tmp_path):
     cfg = TrialConfig(dataset="digits", normal_class=4, variant="dae", epochs=3, nz=8, batch_size=32)
     whole = run_trial(cfg, RunOptions(out=str(tmp_path / "whole"), progress=False))
-
-    class Killed(Exception):
-        pass
-
-    def die_after_second(metrics, path):
-        if metrics["epoch"] == 2:
-            assert path is not None and path.exists()
-            raise Killed
-
     opts = RunOptions(out=str(tmp_path / "resumed"), progress=False)
     with pytest.raises(Killed):
-        run_trial(cfg, opts, on_epoch=die_after_second)
+        run_trial(cfg, opts, on_epoch=die_after(2))
     resumed = run_trial(cfg, opts)
     assert resumed["resumed_from_epoch"] == 2 and whole["resumed_from_epoch"] == 0
     assert resumed["auc"] == whole["auc"] and resumed["final_loss"] == whole["final_loss"]

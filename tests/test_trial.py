@@ -16,7 +16,7 @@ from novelty.loop import fit
 from novelty.methods.tian2020 import Tian2020
 from novelty.trial import run_trial
 
-from conftest import DDP_PINNED, as_flags, digits_fingerprint
+from conftest import DDP_PINNED, Killed, as_flags, die_after, digits_fingerprint
 
 DIGITS = digits_fingerprint()
 
@@ -56,16 +56,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     cfg = TrialConfig(dataset="digits", normal_class=4, epochs=3, variant="full")
     whole = run_trial(cfg, _opts(tmp_path / "whole"))
 
-    class Killed(Exception):
-        pass
-
-    def die_after_first(metrics, path):
-        if metrics["epoch"] == 1:
-            assert path is not None and path.exists()
-            raise Killed
-
     with pytest.raises(Killed):
-        run_trial(cfg, _opts(tmp_path / "resumed"), on_epoch=die_after_first)
+        run_trial(cfg, _opts(tmp_path / "resumed"), on_epoch=die_after(1))
     assert not (tmp_path / "resumed" / "rows").exists() or not list((tmp_path / "resumed" / "rows").iterdir())
     seen = []
     resumed = run_trial(cfg, _opts(tmp_path / "resumed"), on_epoch=lambda m, p: seen.append(m["epoch"]))
