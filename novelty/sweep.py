@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -167,6 +168,19 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
                  "train_seconds": row["train_seconds"]})
 
 
+def _plugins(trials: list[TrialConfig]) -> tuple:
+    """The methods registered from outside novelty that these trials use, marked to be pickled by
+    value: a worker need not be able to import the module that registered them (a test file, a
+    notebook, a user's script)."""
+    used = {t.variant for t in trials}
+    out = tuple(s for s in methods.plugins() if used & set(s.variants))
+    for spec in out:
+        module = sys.modules.get(spec.load().__module__)
+        if module is not None and module.__name__ != "__main__":
+            ray.cloudpickle.register_pickle_by_value(module)
+    return out
+
+
 def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dict[str, dict]:
     """Short unique labels for Tune's progress table (it cuts values to 20 characters):
     "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart.
@@ -244,7 +258,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     by_label = trial_labels(pending, fingerprints)
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=methods.plugins()), {"cpu": cpus, "gpu": gpus}),
+        tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=_plugins(pending)), {"cpu": cpus, "gpu": gpus}),
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by short label
         param_space={"trial": tune.grid_search(list(by_label)),
                      "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
