@@ -26,7 +26,7 @@ from .data import Split
 from .distributed import barrier, global_mean, make_deterministic, sync_buffers, world
 from .errors import DataError, TrainingDiverged
 from .methods.base import Method
-from .scoring import auc
+from .scoring import auc, eq7
 
 EpochCallback = Callable[[dict, Path | None], None]
 REFCODE_BATCH = 64  # the GANomaly family's test batch size
@@ -169,12 +169,11 @@ def oracle_trace(method: Method, split: Split, subset: torch.Tensor, stats: dict
     out = {f"oracle_auc_{c}": auc(labels, v) for c, v in comps.items()}
     out["oracle_auc_mix"] = auc(labels, method.score(comps, stats))
     if method.refcode:
-        lam = getattr(method.cfg, "score_lambda", 0.0)
         for name, order in (("oracle_refcode_auc_mix", torch.arange(len(x))),
                             ("oracle_refcode_nf_auc_mix", normal_first(split.test_labels[subset]))):
             ref = copy.deepcopy(method).components(x[order], batch=REFCODE_BATCH, train_mode=True)
-            raw = lam * ref["con"].double() + (1.0 - lam) * ref["fea"].double()  # eq. 7 raw, as that code mixed
-            out[name] = auc(labels[order.numpy()], raw.numpy())
+            raw = eq7(ref["con"].double().numpy(), ref["fea"].double().numpy(), method.cfg.score_lambda)  # raw, as that code mixed
+            out[name] = auc(labels[order.numpy()], raw)
     return out
 
 
