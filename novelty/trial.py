@@ -48,7 +48,7 @@ LOOP_TRACE = ("epoch", "seconds", "images", "val_score", "oracle_auc_mix", "orac
 
 def trace_columns() -> tuple[str, ...]:
     """Every registered method's losses and validation figures, and the oracle views of each component."""
-    losses = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf", "loss")
+    losses = (*(n for spec in methods.specs() for n in spec.load().loss_names),)
     vals = (*(c for c in methods.method_columns() if c.startswith("val_")),)
     oracle = tuple(f"oracle_auc_{c}" for c in methods.component_names())
     return tuple(dict.fromkeys((*LOOP_TRACE[:3], *losses, "d_reinits", *vals, *LOOP_TRACE[3:], *oracle)))

@@ -107,3 +107,18 @@ def test_rows_carry_every_registered_column(tmp_path):
             assert column in row
     assert set(row_columns()) <= set(row) and row["kde_bandwidth"] > 0 and pd.isna(row["val_loss_fea"])
     assert dataclasses.asdict(TrialConfig(variant="kde"))["stop"] == "last"
+
+
+def test_a_registered_methods_losses_are_trace_columns():
+    from novelty.trial import trace_columns
+
+    class Losses(Toy):
+        loss_names = ("loss_toy_a", "loss_toy_b")
+
+    before = trace_columns()
+    assert "loss_toy_a" not in before
+    register(MethodSpec(name="toy_losses", variants=("toy_losses",), reads=(), impl=Losses))
+    columns = trace_columns()
+    # its losses sit with the others, in its order, before the loop's figures; nothing else moves
+    assert columns.index("loss_toy_a") + 1 == columns.index("loss_toy_b") < columns.index("d_reinits")
+    assert tuple(c for c in columns if not c.startswith("loss_toy_")) == before
