@@ -13,7 +13,7 @@ from novelty.launch import main
 
 SWEEP = Sweep(
     name="study_cifar10",
-    # 6 screens x 10 classes x 1 seed x 1 variant = 60 trials
+    # 8 screens x 10 classes x 1 seed x 1 variant = 80 trials
     grid={"variant": ["full"], "normal_class": range(10), "seed": [0]},
     fixed={"dataset": "cifar10"},  # today's defaults (chosen on MNIST)
     screens=(
@@ -25,6 +25,9 @@ SWEEP = Sweep(
         # 0.58 by epoch 5): fewer epochs as configurations of their own, chosen by LOCO like any other
         {"preprocess": "gcn", "epochs": 1},  # indices 40-49
         {"preprocess": "gcn", "epochs": 2},  # indices 50-59
+        # nz at the adopted 1-epoch GCN configuration (the nz screens above ran at 5 epochs)
+        {"preprocess": "gcn", "epochs": 1, "nz": 32},  # indices 60-69
+        {"preprocess": "gcn", "epochs": 1, "nz": 100},  # indices 70-79
     ),
     cpus_per_trial=1,
 )
