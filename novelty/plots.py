@@ -120,7 +120,7 @@ def forest_png(effects: pd.DataFrame, per_class: pd.DataFrame, title: str) -> by
     comparisons = list(effects["comparison"])
     classes = sorted(per_class["normal_class"].unique())
     fig = Figure(figsize=(3.2 * max(len(comparisons), 1), 0.35 * (len(classes) + 2) + 1.2))
-    axes = fig.subplots(1, max(len(comparisons), 1), squeeze=False, sharey=True)[0]
+    axes = fig.subplots(1, max(len(comparisons), 1), squeeze=False, sharey=True, sharex=True)[0]  # one scale
     y_mean = -1.0
     for ax, eff in zip(axes, effects.itertuples()):
         part = per_class[per_class["comparison"] == eff.comparison].set_index("normal_class").reindex(classes)
@@ -131,10 +131,11 @@ def forest_png(effects: pd.DataFrame, per_class: pd.DataFrame, title: str) -> by
         ax.errorbar([eff.effect], [y_mean], xerr=[[eff.effect - eff.ci_low], [eff.ci_high - eff.effect]],
                     fmt="D", ms=6, color="black", capsize=3, lw=2)
         ax.axvline(0.0, color="grey", lw=0.8)
-        if not pd.isna(eff.paper_claim):
-            ax.axvline(eff.paper_claim, color="tab:red", ls="--", lw=1, label=f"paper {eff.paper_claim:+.3f}")
-            ax.legend(fontsize="x-small", loc="lower right")
-        ax.set_title(f"{eff.comparison}\n{eff.effect:+.3f} [{eff.ci_low:+.3f}, {eff.ci_high:+.3f}]",
+        claim = ""
+        if not pd.isna(eff.paper_claim):  # named in the title, not a legend that could hide the mean
+            ax.axvline(eff.paper_claim, color="tab:red", ls="--", lw=1)
+            claim = f"; paper {eff.paper_claim:+.3f} (red)"
+        ax.set_title(f"{eff.comparison}\n{eff.effect:+.3f} [{eff.ci_low:+.3f}, {eff.ci_high:+.3f}]{claim}",
                      fontsize="small")
         ax.set_xlabel("AUC difference", fontsize="small")
     axes[0].set_yticks([*np.arange(len(classes))[::-1], y_mean], [f"class {c}" for c in classes] + ["mean"])
