@@ -20,7 +20,7 @@ from novelty.methods import MethodSpec, register, spec_for, variant_names
 from novelty.methods.base import Method
 from novelty.report import write_report
 from novelty.results import read_rows
-from novelty.trial import run_trial
+from novelty.trial import run_trial, trace_columns
 
 from conftest import Killed, die_after
 
@@ -110,8 +110,6 @@ def test_rows_carry_every_registered_column(tmp_path):
 
 
 def test_a_registered_methods_losses_are_trace_columns():
-    from novelty.trial import trace_columns
-
     class Losses(Toy):
         loss_names = ("loss_toy_a", "loss_toy_b")
 
