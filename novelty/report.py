@@ -91,11 +91,12 @@ def _fmt_frame(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
 def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rules: bool) -> list[str]:
     """Honest vs oracle (from the traces) and leave-one-class-out choices, as Markdown + CSV."""
     from .results import read_trace
-    from .selection import RULE, loco_select, oracle_table, rescore
+    from .selection import RULE, loco_select, oracle_per_class, oracle_table, paper_views, rescore
 
     md = []
     labelled = rows
-    oracle = oracle_table(labelled, read_trace(uri, set(rows["key"])))
+    trace = read_trace(uri, set(rows["key"]))
+    oracle = oracle_table(labelled, trace)
     if not oracle.empty:
         writer.put("oracle.csv", oracle.to_csv(index=False))
         md.append("## Honest vs oracle\n\n" + to_markdown(_fmt_frame(oracle, ["dataset", "label"])) +
@@ -108,6 +109,7 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
                   "test batches of 64 in stored order), oracle_refcode_nf_best (the same with the normal test images first, "
                   "then the outliers, as the reference code's loader orders them). Means over classes of per-class means over seeds. "
                   "None of these chose anything.\n")
+        md.extend(_views_section(*paper_views(oracle_per_class(labelled, trace), paper_marks(labelled)), writer))
     pool = labelled
     if score_rules:
         mixed = rows[rows["variant"].isin(VARIANTS)]  # the paper's method: its score is a mix (eq. 7)
@@ -129,6 +131,30 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
                               .set_index(["dataset", "variant"])) +
                   "\nChoices per class:\n\n" + to_markdown(_fmt_frame(choices, ["dataset", "variant", "normal_class"])))
     return md
+
+
+def _views_section(per_class: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer") -> list[str]:
+    """Each traced class beside the paper's number for it, and the mean |paper − view|."""
+    if per_class.empty:
+        return []
+    writer.put("views.csv", per_class.to_csv(index=False))
+    writer.put("views_distance.csv", dist.to_csv(index=False))
+    shown = per_class[["dataset", "label", "normal_class", "paper", "auc", "oracle_best"]].rename(
+        columns={"auc": "honest", "oracle_best": "ORACLE best epoch"})
+    for name, col in (("stored order", "oracle_refcode"), ("normal-first", "oracle_refcode_nf")):
+        if f"{col}_best" in per_class:
+            shown[f"ORACLE reference code, {name}: best (last)"] = [
+                "" if pd.isna(b) else f"{b:.3f} ({last:.3f})"
+                for b, last in zip(per_class[f"{col}_best"], per_class[f"{col}_last"])]
+    md = ("## Where the paper's numbers sit among the views\n\n" +
+          to_markdown(_fmt_frame(shown, ["dataset", "label", "normal_class"])) +
+          "\nMean |paper − view| over the traced classes that have a paper number:\n\n" +
+          to_markdown(_fmt_frame(dist, ["dataset", "label"])) +
+          "\npaper: the published per-class AUC; honest: the row's AUC; the ORACLE views as in the table "
+          "above, per class (means over seeds), the reference code's last epoch in brackets. A diagnostic: "
+          "it looks at test labels and chooses nothing.\n")
+    writer.put("views.md", md)
+    return [md]
 
 
 def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score_rules: bool = False) -> Report:
