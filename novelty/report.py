@@ -148,11 +148,12 @@ def _views_section(per_class: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer
                 for b, last in zip(per_class[f"{col}_best"], per_class[f"{col}_last"])]
     md = ("## Where the paper's numbers sit among the views\n\n" +
           to_markdown(_fmt_frame(shown, ["dataset", "label", "normal_class"])) +
-          "\nMean |paper − view| over the traced classes that have a paper number:\n\n" +
-          to_markdown(_fmt_frame(dist, ["dataset", "label"])) +
+          "\nEach view against the paper over the traced classes that have a paper number:\n\n" +
+          to_markdown(_fmt_frame(dist, ["dataset", "label", "view"])) +
           "\npaper: the published per-class AUC; honest: the row's AUC; the ORACLE views as in the table "
-          "above, per class (means over seeds), the reference code's last epoch in brackets. A diagnostic: "
-          "it looks at test labels and chooses nothing.\n")
+          "above, per class (means over seeds), the reference code's last epoch in brackets. mean, paper_mean: "
+          "means over those classes; mean_abs_diff: mean over them of |paper − view|; r: Pearson correlation "
+          "between paper and view across them. A diagnostic: it looks at test labels and chooses nothing.\n")
     writer.put("views.md", md)
     return [md]
 

@@ -160,25 +160,27 @@ def oracle_table(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFrame:
 
 
 PAPER_VIEWS = (("honest", "auc"), ("ORACLE best epoch", "oracle_best"),
-               ("ORACLE reference code, stored order", "oracle_refcode_best"),
-               ("ORACLE reference code, normal-first", "oracle_refcode_nf_best"))
+               ("ORACLE reference code, stored order, best epoch", "oracle_refcode_best"),
+               ("ORACLE reference code, stored order, last epoch", "oracle_refcode_last"),
+               ("ORACLE reference code, normal-first, best epoch", "oracle_refcode_nf_best"),
+               ("ORACLE reference code, normal-first, last epoch", "oracle_refcode_nf_last"))
 
 
 def paper_views(per_class: pd.DataFrame, marks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each traced class beside the paper's published AUC for it (`marks`: dataset, label,
-    normal_class, auc), and per (dataset, label) the mean |paper − view| over those classes for
-    each of PAPER_VIEWS: which evaluation the published numbers sit nearest to. A diagnostic
-    (the views look at test labels); it chooses nothing."""
+    normal_class, auc), and per (dataset, label, view of PAPER_VIEWS) over those classes: the
+    view's mean, the paper's mean, the mean |paper − view| and the Pearson r between the two
+    across classes (blank under 3 classes): which evaluation the published numbers sit nearest
+    to, in level and in pattern. A diagnostic (the views look at test labels); it chooses nothing."""
     if per_class.empty or marks.empty:
         return pd.DataFrame(), pd.DataFrame()
     both = per_class.merge(marks.rename(columns={"auc": "paper"}), on=["dataset", "label", "normal_class"])
-    if both.empty:
-        return pd.DataFrame(), pd.DataFrame()
     dist = []
     for (dataset, label), g in both.groupby(["dataset", "label"], sort=False):
-        rec = {"dataset": dataset, "label": label, "classes": len(g)}
         for name, col in PAPER_VIEWS:
-            if col in g and g[col].notna().all():
-                rec[name] = (g["paper"] - g[col]).abs().mean()
-        dist.append(rec)
+            if col not in g or g[col].isna().any():
+                continue
+            r = float(np.corrcoef(g["paper"], g[col])[0, 1]) if len(g) >= 3 else float("nan")
+            dist.append({"dataset": dataset, "label": label, "view": name, "classes": len(g), "mean": g[col].mean(),
+                         "paper_mean": g["paper"].mean(), "mean_abs_diff": (g["paper"] - g[col]).abs().mean(), "r": r})
     return both, pd.DataFrame(dist)

@@ -152,12 +152,20 @@ def test_paper_views_match_a_hand_computation():
     assert per_class.loc[1, "oracle_best_epoch"] == 3
     both, dist = paper_views(oracle_per_class(rows, trace), marks)
     assert list(both["paper"]) == [0.95, 0.5]
-    d = dist.set_index("label").loc["full"]
-    assert d["classes"] == 2
-    assert d["honest"] == pytest.approx((abs(0.95 - 0.61) + abs(0.5 - 0.7)) / 2)
-    assert d["ORACLE best epoch"] == pytest.approx((0.04 + 0.45) / 2)
-    assert d["ORACLE reference code, stored order"] == pytest.approx((abs(0.95 - 0.8) + abs(0.5 - 0.85)) / 2)
-    assert d["ORACLE reference code, normal-first"] == pytest.approx((abs(0.95 - 0.5) + abs(0.5 - 0.4)) / 2)
+    d = dist.set_index("view")
+    assert (d["classes"] == 2).all() and d["r"].isna().all()  # no correlation from two classes
+    assert d.loc["honest", "mean_abs_diff"] == pytest.approx((abs(0.95 - 0.61) + abs(0.5 - 0.7)) / 2)
+    assert d.loc["honest", "mean"] == pytest.approx((0.61 + 0.7) / 2) and d["paper_mean"].eq(0.725).all()
+    assert d.loc["ORACLE best epoch", "mean_abs_diff"] == pytest.approx((0.04 + 0.45) / 2)
+    stored, nf = "ORACLE reference code, stored order", "ORACLE reference code, normal-first"
+    assert d.loc[f"{stored}, best epoch", "mean_abs_diff"] == pytest.approx((abs(0.95 - 0.8) + abs(0.5 - 0.85)) / 2)
+    assert d.loc[f"{stored}, last epoch", "mean_abs_diff"] == pytest.approx((abs(0.95 - 0.6) + abs(0.5 - 0.85)) / 2)
+    assert d.loc[f"{nf}, best epoch", "mean_abs_diff"] == pytest.approx((abs(0.95 - 0.5) + abs(0.5 - 0.4)) / 2)
+    three = pd.concat([both, both.iloc[:1].assign(normal_class=7, paper=0.1, auc=0.2)], ignore_index=True)
+    _, dist3 = paper_views(three.drop(columns="paper"), three[["dataset", "label", "normal_class", "paper"]]
+                           .rename(columns={"paper": "auc"}))
+    r = dist3.set_index("view").loc["honest", "r"]
+    assert r == pytest.approx(np.corrcoef([0.95, 0.5, 0.1], [0.61, 0.7, 0.2])[0, 1])
     table = oracle_table(rows, trace).set_index("label")  # the per-label table is the mean over classes
     assert table.loc["full", "oracle_best"] == pytest.approx((0.91 + 0.95) / 2) and table.loc["full", "classes"] == 2
     assert "oracle_refcode_last" not in table
