@@ -133,19 +133,20 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
     return md
 
 
-def _views_section(per_class: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer") -> list[str]:
-    """Each traced class beside the paper's number for it, and the mean |paper − view|."""
-    if per_class.empty:
+def _views_section(both: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer") -> list[str]:
+    """Each traced class beside the paper's number for it (`both`), and each view's mean,
+    distance to and correlation with the paper (`dist`), from `selection.paper_views`."""
+    if both.empty:
         return []
-    writer.put("views.csv", per_class.to_csv(index=False))
+    writer.put("views.csv", both.to_csv(index=False))
     writer.put("views_distance.csv", dist.to_csv(index=False))
-    shown = per_class[["dataset", "label", "normal_class", "paper", "auc", "oracle_best"]].rename(
+    shown = both[["dataset", "label", "normal_class", "paper", "auc", "oracle_best"]].rename(
         columns={"auc": "honest", "oracle_best": "ORACLE best epoch"})
     for name, col in (("stored order", "oracle_refcode"), ("normal-first", "oracle_refcode_nf")):
-        if f"{col}_best" in per_class:
+        if f"{col}_best" in both:
             shown[f"ORACLE reference code, {name}: best (last)"] = [
                 "" if pd.isna(b) else f"{b:.3f} ({last:.3f})"
-                for b, last in zip(per_class[f"{col}_best"], per_class[f"{col}_last"])]
+                for b, last in zip(both[f"{col}_best"], both[f"{col}_last"])]
     md = ("## Where the paper's numbers sit among the views\n\n" +
           to_markdown(_fmt_frame(shown, ["dataset", "label", "normal_class"])) +
           "\nEach view against the paper over the traced classes that have a paper number:\n\n" +

@@ -133,25 +133,26 @@ def test_loco_never_uses_the_held_out_class():
 
 
 def test_paper_views_match_a_hand_computation():
-    """Two classes x two seeds, three traced epochs each: per class the views are means over
-    seeds of each trial's best (and last) epoch, and the distance to the paper is the mean over
-    classes of |paper - view|; an untraced row and a class without a paper number drop out."""
+    """Four classes x two seeds, three traced epochs each for classes 0-2: per class the views
+    are means over seeds of each trial's best (and last) epoch, and the distance to the paper is
+    the mean over classes of |paper - view|; an untraced trial (class 1 seed 1, class 3) and a
+    class without a paper number (class 2) drop out."""
     rows = pd.DataFrame([{"key": f"k{c}{s}", "dataset": "mnist", "label": "full", "normal_class": c,
-                          "seed": s, "auc": 0.6 + 0.1 * c + 0.02 * s} for c in (0, 1, 2) for s in (0, 1)])
-    mix = {0: [0.5, 0.9, 0.7], 1: [0.6, 0.8, 0.95]}  # epochs 1-3, per class; seed 1 adds 0.02
+                          "seed": s, "auc": 0.6 + 0.1 * c + 0.02 * s} for c in (0, 1, 2, 3) for s in (0, 1)])
+    mix = {0: [0.5, 0.9, 0.7], 1: [0.6, 0.8, 0.95], 2: [0.7, 0.7, 0.7]}  # epochs 1-3, per class; seed 1 adds 0.02
     trace = pd.DataFrame([{"key": f"k{c}{s}", "epoch": e + 1, "oracle_auc_mix": m + 0.02 * s,
                            "oracle_refcode_auc_mix": m - 0.1, "oracle_refcode_nf_auc_mix": 1.0 - m}
                           for c in (0, 1, 2) for s in (0, 1) for e, m in enumerate(mix.get(c, [])) if (c, s) != (1, 1)])
-    marks = pd.DataFrame({"dataset": "mnist", "label": "full", "normal_class": [0, 1], "auc": [0.95, 0.5]})
+    marks = pd.DataFrame({"dataset": "mnist", "label": "full", "normal_class": [0, 1, 3], "auc": [0.95, 0.5, 0.9]})
     per_class = oracle_per_class(rows, trace).set_index("normal_class")
-    assert list(per_class.index) == [0, 1]  # class 2 has no trace
+    assert list(per_class.index) == [0, 1, 2]  # class 3 has no trace
     assert per_class.loc[0, "oracle_best"] == pytest.approx(0.91)  # (0.9 + 0.92) / 2
     assert per_class.loc[1, "oracle_best"] == pytest.approx(0.95) and per_class.loc[1, "auc"] == pytest.approx(0.7)
     assert per_class.loc[0, "oracle_refcode_last"] == pytest.approx(0.6)
     assert per_class.loc[0, "oracle_refcode_nf_best"] == pytest.approx(0.5)
     assert per_class.loc[1, "oracle_best_epoch"] == 3
     both, dist = paper_views(oracle_per_class(rows, trace), marks)
-    assert list(both["paper"]) == [0.95, 0.5]
+    assert list(both["normal_class"]) == [0, 1] and list(both["paper"]) == [0.95, 0.5]
     d = dist.set_index("view")
     assert (d["classes"] == 2).all() and d["r"].isna().all()  # no correlation from two classes
     assert d.loc["honest", "mean_abs_diff"] == pytest.approx((abs(0.95 - 0.61) + abs(0.5 - 0.7)) / 2)
@@ -167,7 +168,7 @@ def test_paper_views_match_a_hand_computation():
     r = dist3.set_index("view").loc["honest", "r"]
     assert r == pytest.approx(np.corrcoef([0.95, 0.5, 0.1], [0.61, 0.7, 0.2])[0, 1])
     table = oracle_table(rows, trace).set_index("label")  # the per-label table is the mean over classes
-    assert table.loc["full", "oracle_best"] == pytest.approx((0.91 + 0.95) / 2) and table.loc["full", "classes"] == 2
+    assert table.loc["full", "oracle_best"] == pytest.approx((0.91 + 0.95 + 0.71) / 3) and table.loc["full", "classes"] == 3
     assert "oracle_refcode_last" not in table
 
 
