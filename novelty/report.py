@@ -95,8 +95,8 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
 
     md = []
     labelled = rows
-    trace = read_trace(uri, set(rows["key"]))
-    oracle = oracle_table(labelled, trace)
+    per_class = oracle_per_class(labelled, read_trace(uri, set(rows["key"])))
+    oracle = oracle_table(per_class)
     if not oracle.empty:
         writer.put("oracle.csv", oracle.to_csv(index=False))
         md.append("## Honest vs oracle\n\n" + to_markdown(_fmt_frame(oracle, ["dataset", "label"])) +
@@ -109,7 +109,7 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
                   "test batches of 64 in stored order), oracle_refcode_nf_best (the same with the normal test images first, "
                   "then the outliers, as the reference code's loader orders them). Means over classes of per-class means over seeds. "
                   "None of these chose anything.\n")
-        md.extend(_views_section(*paper_views(oracle_per_class(labelled, trace), paper_marks(labelled)), writer))
+        md.extend(_views_section(*paper_views(per_class, paper_marks(labelled)), writer))
     pool = labelled
     if score_rules:
         mixed = rows[rows["variant"].isin(VARIANTS)]  # the paper's method: its score is a mix (eq. 7)

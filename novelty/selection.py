@@ -145,10 +145,9 @@ def oracle_per_class(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFram
     return merged.groupby(["dataset", "label", "normal_class"])[cols].mean().reset_index()
 
 
-def oracle_table(labelled: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, label): the means over classes of `oracle_per_class` (the last-epoch
+def oracle_table(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, label): the means over classes of `oracle_per_class`'s table (the last-epoch
     reference-code views left out: `paper_views` shows them per class)."""
-    per_class = oracle_per_class(labelled, trace)
     if per_class.empty:
         return per_class
     per_class = per_class.drop(columns=[c for c in ("oracle_refcode_last", "oracle_refcode_nf_last")
