@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-## The main job: the embedded digits sweep through Ray Tune, then its tables and plots.
+## The main job: the embedded digits sweep through Ray Tune, then its tables and plots, into runs/digits.
 run: $(STAMP)
-	$(PY) sweeps/digits.py --results results/digits
+	$(PY) sweeps/digits.py --results runs/digits
 
 ## The test suite.
 test: $(STAMP)
@@ -27,7 +27,8 @@ test: $(STAMP)
 
 ## A tiny-budget run of the sweep entry point (2 classes, 2 variants, 1 epoch) through Ray Tune.
 smoke: $(STAMP)
-	$(PY) sweeps/digits.py --smoke-test --results results/scratch/smoke
+	$(PY) sweeps/digits.py --smoke-test --results runs/smoke
 
+## Removes the environment and your own runs (runs/); the committed results/ stay.
 clean:
-	rm -rf $(VENV) results/scratch results/digits
+	rm -rf $(VENV) runs

@@ -168,12 +168,12 @@ class RunOptions:
     """Where and how a trial runs. None of these fields changes the trial's key."""
 
     data_root: str = ""
-    """Folder holding the dataset (e.g. ../shared/data); unused by digits."""
+    """Folder holding the dataset (e.g. /path/to/data); unused by digits."""
     download: bool = False
     """Let torchvision download MNIST / Fashion-MNIST / CIFAR-10 into data_root."""
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
     """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
-    out: str = "results/scratch"
+    out: str = "runs/scratch"
     """Results folder or URI (pyarrow.fs: s3://..., gs://..., file://...)."""
     sweep: str = "cli"
     """Sweep name written in the result row."""

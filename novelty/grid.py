@@ -36,7 +36,7 @@ class Sweep:
     """A grid of trials (the product of `grid`'s value lists) and how to run them."""
 
     name: str
-    """Sweep name: the `sweep` column of its rows and the default results folder results/<name>."""
+    """Sweep name: the `sweep` column of its rows and the default results folder runs/<name>."""
     grid: dict[str, Sequence[Any]] = field(default_factory=dict)
     """TrialConfig field -> values; the trials are their Cartesian product."""
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -102,9 +102,9 @@ class SweepOptions:
     """Command-line options of a sweep: where data and results are, and how to narrow it."""
 
     data_root: str = ""
-    """Folder holding the dataset (e.g. ../shared/data)."""
+    """Folder holding the dataset (e.g. /path/to/data)."""
     results: str = ""
-    """Results folder or URI (s3://, gs://, NFS path); default env NOVELTY_RESULTS, else results/<sweep name>."""
+    """Results folder or URI (s3://, gs://, NFS path); default env NOVELTY_RESULTS, else runs/<sweep name> (git-ignored)."""
     cache_dir: str = field(default_factory=default_cache_dir)
     """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
     max_concurrent: int = 0
@@ -133,7 +133,7 @@ class SweepOptions:
     """Write every trial's per-epoch trace (validation losses, ORACLE test AUCs) to trace/<key>.parquet."""
 
     def results_uri(self, sweep: Sweep) -> str:
-        return self.results or os.environ.get("NOVELTY_RESULTS") or f"results/{sweep.name}"
+        return self.results or os.environ.get("NOVELTY_RESULTS") or f"runs/{sweep.name}"
 
     def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
         """Trial options with local paths made absolute (Ray workers run in other folders)."""

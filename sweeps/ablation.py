@@ -1,9 +1,13 @@
 """Paper table 4, completed: the 2x2 ablation (CAM x entropy) on CIFAR-10.
 
 base = DAE + D; entropy = + L_inf; cam = + CAM (the paper skipped it); full = both.
-`novelty report` adds the paired differences and Wilcoxon p-values over (class, seed).
+`novelty report` adds the paired differences, bootstrap CIs and Wilcoxon p-values over (class, seed).
 
-    python sweeps/ablation.py --data-root ../shared/data
+    python sweeps/ablation.py --data-root /path/to/data --seeds 0,1,2,3,4          # into runs/ablation
+    python sweeps/ablation.py --data-root /path/to/data --seeds 0,1,2,3,4 --results results/ablation
+
+(the second writes into the reference set results/ablation, which holds these 200 trials; /path/to/data holds
+cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/)
 """
 from novelty.config import PRESETS
 from novelty.methods import VARIANTS
@@ -12,8 +16,9 @@ from novelty.launch import main
 
 SWEEP = Sweep(
     name="ablation",
-    # 10 classes x 20 seeds x 4 variants = 800 trials (the mission's grid; a CPU run narrows it:
-    # --seeds 0,1,2,3,4 is issue 18's 200), at CIFAR-10's own preset (results/study_cifar10)
+    # 10 classes x 20 seeds x 4 variants = 800 trials (the full grid, sized for a GPU cluster; the
+    # reference set results/ablation narrows it to --seeds 0,1,2,3,4, 200 trials), at CIFAR-10's
+    # own preset (chosen by results/study_cifar10)
     grid={"normal_class": range(10), "seed": range(20), "variant": VARIANTS},
     fixed={"dataset": "cifar10", **PRESETS["cifar10"]},
     cpus_per_trial=2,

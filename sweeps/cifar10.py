@@ -1,7 +1,10 @@
 """CIFAR-10, paper tables 3-4: 10 normal classes x 20 seeds x the 4 variants.
 
-    ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root /data
-    python sweeps/cifar10.py --data-root ../shared/data --seeds 0,1 --variants full,base --results results/cifar10
+    python sweeps/cifar10.py --data-root /path/to/data --seeds 0 --classes 0,1     # into runs/cifar10
+    python sweeps/cifar10.py --data-root /path/to/data --seeds 0,1 --variants full,base --results results/cifar10
+
+(the second is how the reference set results/cifar10 was made; /path/to/data holds
+cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/). On a Ray cluster: cluster/README.md.
 """
 from novelty.config import PRESETS
 from novelty.methods import VARIANTS

@@ -1,7 +1,9 @@
 """CIFAR-10, paper table 3's baselines in our harness: OCSVM, KDE, DAE, VAE on the same split,
 with the same settings as on MNIST (`sweeps/mnist_baselines.py`).
 
-    python sweeps/cifar10_baselines.py --data-root ../shared/data --results results/cifar10
+    python sweeps/cifar10_baselines.py --data-root /path/to/data --results results/cifar10
+
+(how the reference set's baseline rows were made; without --results they go to runs/cifar10_baselines)
 """
 from novelty.grid import baselines_sweep
 from novelty.launch import main

@@ -1,6 +1,10 @@
 """MNIST, paper table 2: 10 normal classes x 5 seeds, the paper's method (full).
 
-    python sweeps/mnist.py --data-root ../shared/data [--seeds 0 --max-concurrent 1]
+    python sweeps/mnist.py --data-root /path/to/data --seeds 0 --max-concurrent 1   # into runs/mnist
+    python sweeps/mnist.py --data-root /path/to/data --seeds 0,1 --variants full,base --trace --results results/mnist
+
+(the second is how the reference set results/mnist was made; /path/to/data holds MNIST/raw/ in
+torchvision's layout, or add --download)
 """
 from novelty.grid import Sweep
 from novelty.launch import main

@@ -3,7 +3,7 @@ traced on every class of MNIST and CIFAR-10, so the report puts the honest AUC b
 oracle views (best epoch on the test labels; the reference code's way of scoring, in stored
 and in normal-first test order): "where the paper's numbers come from".
 
-    python sweeps/paper_preset.py --data-root ../shared/data --results results/paper_preset --trace
+    python sweeps/paper_preset.py --data-root /path/to/data --results results/paper_preset --trace
 """
 from novelty.config import PRESETS
 from novelty.grid import Sweep

@@ -1,4 +1,4 @@
-"""CIFAR-10's own quality study (issue: CIFAR-10, settled): the knobs chosen on MNIST
+"""CIFAR-10's own quality study: the knobs chosen on MNIST
 (full, nz 8, 5 epochs, --stop val_fea, score L_fea alone) moved one at a time on CIFAR-10,
 into one results folder, so `novelty report results/study_cifar10 --score-rules` chooses among
 them by leave-one-class-out *within CIFAR-10* (class c's configuration chosen on the other
@@ -6,7 +6,7 @@ nine CIFAR-10 classes). The MNIST-default configuration itself is in that folder
 seed-0 rows of the former results/cifar10, copied by key). Screened on seed 0; a winner is
 confirmed on seed 1 (`--seeds 1 --index i`, i counting screen by screen, 10 classes each).
 
-    python sweeps/study_cifar10.py --data-root ../shared/data --results results/study_cifar10
+    python sweeps/study_cifar10.py --data-root /path/to/data --results results/study_cifar10
 """
 from novelty.grid import Sweep
 from novelty.launch import main

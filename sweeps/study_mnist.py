@@ -6,7 +6,7 @@ scale) needs no retraining: every trial stores its per-image components, and
 made by leave-one-class-out in `novelty report`; the per-epoch traces are oracle
 diagnostics and choose nothing.
 
-    python sweeps/study_mnist.py --data-root ../shared/data --results results/study_mnist --trace
+    python sweeps/study_mnist.py --data-root /path/to/data --results results/study_mnist --trace
 """
 from novelty.grid import STUDY_MNIST, Sweep
 from novelty.launch import main

@@ -7,7 +7,7 @@ One knob moved at a time (each screen below) from the chosen configuration (full
 leave-one-class-out. Screened on seed 0; a winner is confirmed
 on seed 1 (`--seeds 1 --index i`, i counting screen by screen, 10 classes each).
 
-    python sweeps/study_mnist_knobs.py --data-root ../shared/data --results results/study_mnist --trace
+    python sweeps/study_mnist_knobs.py --data-root /path/to/data --results results/study_mnist --trace
 """
 from novelty.grid import STUDY_MNIST, Sweep
 from novelty.launch import main

@@ -69,7 +69,7 @@ def test_results_default_comes_from_novelty_results(monkeypatch):
 
     sweep = Sweep(name="x")
     monkeypatch.delenv("NOVELTY_RESULTS", raising=False)
-    assert SweepOptions().results_uri(sweep) == "results/x"
+    assert SweepOptions().results_uri(sweep) == "runs/x"  # git-ignored: never a committed set
     monkeypatch.setenv("NOVELTY_RESULTS", "s3://bucket/novelty")
     assert SweepOptions().results_uri(sweep) == "s3://bucket/novelty"
     assert SweepOptions(results="/nfs/r").results_uri(sweep) == "/nfs/r"  # --results wins
