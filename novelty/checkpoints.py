@@ -31,14 +31,17 @@ def save_checkpoint(state: dict, path: Path) -> None:
                               f"--checkpoint-dir elsewhere") from exc
 
 
-def load_checkpoint(path: Path, key: str, device: torch.device, apply) -> bool:
-    """If `path` holds this trial's state (`key`), pass it to `apply` and return True. An
+def load_checkpoint(path: Path, key: str, apply) -> bool:
+    """If `path` holds this trial's state (`key`), pass it to `apply` and return True. It is read
+    onto the CPU: `load_state_dict` copies weights to the model's device, and Adam's `step`
+    counters stay on the CPU as Adam keeps them (on the GPU they would cost a host sync per
+    parameter per step after every resume). An
     unreadable file (truncated, empty, foreign, malicious) is set aside with a warning and
     False is returned: the caller trains from a fresh state."""
     if not path.exists():
         return False
     try:
-        sd = torch.load(path, map_location=device, weights_only=True)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(sd, dict) or sd.get("key") != key:
             return False
         apply(sd)

@@ -38,11 +38,27 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def local_rank() -> int:
+    """This process's rank on its node (torchrun and our local ranks set LOCAL_RANK): the GPU it uses."""
+    return int(os.environ.get("LOCAL_RANK", world()[0]))
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """The device this rank trains on: on CUDA with several ranks, the node-local rank's GPU
+    (`cuda:LOCAL_RANK` among the GPUs visible to the process), never the global rank's."""
+    if device.type == "cuda" and world()[1] > 1:
+        return torch.device("cuda", local_rank())
+    return device
+
+
 def make_deterministic(device: torch.device) -> None:
-    """Deterministic kernels: exact on CPU; on CUDA cuDNN/cuBLAS are pinned but atomics may differ."""
+    """Deterministic kernels: exact on CPU; on CUDA cuDNN/cuBLAS are pinned, TF32 is off (for
+    matmuls and cuDNN convolutions alike), but atomics may still differ between runs."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = False  # torch's default is True for convolutions
+    torch.backends.cuda.matmul.allow_tf32 = False
     # torch.use_deterministic_algorithms(True, ...) would also import torch._inductor (~2 s in
     # every fresh sweep worker) to set torch.compile's flag; nothing here is compiled.
     torch._C._set_deterministic_algorithms(True, warn_only=device.type != "cpu")
@@ -83,16 +99,27 @@ def barrier() -> None:
 
 
 def backend_for(device: str) -> str:
-    """nccl for GPUs, gloo for CPUs."""
+    """gloo for CPUs; on GPUs one group that serves both: nccl for the gradients and BatchNorm
+    buffers (on the GPU) and gloo for the per-step loss means, which the methods return on the
+    CPU (plain "nccl" rejects a CPU tensor at the first step)."""
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return "nccl" if cuda else "gloo"
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
+
+
+def bind_gpu(backend: str) -> None:
+    """Before joining a group with nccl: make this rank's GPU the current one (cuda:LOCAL_RANK),
+    so NCCL never puts two ranks of a node on GPU 0."""
+    if "nccl" in backend:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
 
 
 def init_from_env(device: str) -> bool:
     """Join the process group torchrun described in the environment; False if single-process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return False
-    dist.init_process_group(backend_for(device), init_method="env://")
+    backend = backend_for(device)
+    bind_gpu(backend)
+    dist.init_process_group(backend, init_method="env://")
     return True
 
 
@@ -104,7 +131,9 @@ def free_port() -> int:
 
 def rank_main(rank: int, world_size: int, port: int, backend: str, fn: Callable, args: tuple) -> None:
     """Entry point of a rank started as a local process: join the group, run fn(*args)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    bind_gpu(backend)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         fn(*args)

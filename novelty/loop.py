@@ -206,7 +206,7 @@ def fit(method_cls: type, cfg: TrialConfig, opts: RunOptions, split: Split, devi
     run = Run(method_cls(cfg, channels, device))
     checkpoint = checkpoint if method_cls.trained else None  # a pixel fit is one step: nothing to resume
     if checkpoint is not None:
-        if not load_checkpoint(checkpoint, key, device, run.load_state_dict):
+        if not load_checkpoint(checkpoint, key, run.load_state_dict):
             run = Run(method_cls(cfg, channels, device))  # nothing half-loaded survives
         run.resumed_from = run.epoch
     subset = trace_subset(len(split.test), opts.trace_images, cfg.seed) if opts.trace else None

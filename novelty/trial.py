@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import platform
 import socket
 import subprocess
 import time
@@ -15,7 +16,7 @@ import torch
 from . import __version__, methods
 from .config import ConfigError, RunOptions, TrialConfig
 from .data import ImageSet, check_trainable, load_imageset, one_class_split
-from .distributed import pick_device, world
+from .distributed import pick_device, rank_device, world
 from .errors import DataError
 from .loop import EpochCallback, fit, stats_of
 from .preprocess import apply_preprocess
@@ -30,6 +31,18 @@ def _git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (e.g. "AMD EPYC 9B14"): results are bit-identical only on one kind of CPU."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _now() -> str:
@@ -84,10 +97,16 @@ def prepare_data(cfg: TrialConfig, opts: RunOptions, expect_data: str = "") -> t
     return data, cfg.key(data.fingerprint)
 
 
+# Where a trial ran, as the Ray sweep driver tells it (novelty.sweep.placement); empty outside Ray.
+PLACEMENT_COLUMNS = ("ray_node_id", "node_ip", "gpu_ids", "device_note")
+
+
 def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None = None,
-              checkpoint: Path | None | str = "default", write: bool = True, expect_data: str = "") -> dict | None:
+              checkpoint: Path | None | str = "default", write: bool = True, expect_data: str = "",
+              placement: dict[str, str] | None = None) -> dict | None:
     """Train and score one trial; rank 0 writes and returns its row (other ranks return None).
 
+    `placement`: where a scheduler put the trial (PLACEMENT_COLUMNS), written into the row.
     `checkpoint`: a file to resume from and save to each epoch, "default" for
     `default_checkpoint`, or None for no checkpointing. `expect_data`: the fingerprint the
     sweep planned this trial's key on (a mismatch is an error, never a silent new key).
@@ -98,9 +117,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         check_writable(opts.out)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
-    device = pick_device(opts.device)
-    if device.type == "cuda" and n_ranks > 1:
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+    device = rank_device(pick_device(opts.device))
     data, key = prepare_data(cfg, opts, expect_data)
     split = apply_preprocess(one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction),
                              cfg.preprocess)
@@ -140,7 +157,10 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "images_per_second": images / train_seconds if train_seconds > 0 else float("nan"),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "world_size": n_ranks, "torch_version": torch.__version__, "package_version": __version__,
+        "world_size": n_ranks, "threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # e.g. AVX512: picks torch's CPU kernels
+        **{c: "" for c in PLACEMENT_COLUMNS}, **(placement or {}),
+        "torch_version": torch.__version__, "package_version": __version__,
         "git_commit": _git_commit(), "hostname": socket.gethostname(),
         "started_at": started, "finished_at": _now(), "epochs_run": len(hist),
         "traced": bool(opts.trace),

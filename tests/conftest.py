@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The suite is the CPU suite: on a machine with GPUs, trials at --device auto would train on CUDA
+# while the sweep tests train on CPU and compare AUCs exactly. Set before torch initialises CUDA;
+# GPUs are checked by bench/gpu_check.py.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # The DDP tests' 1-vs-2-rank tolerances were measured at these values; pinned so a change of
