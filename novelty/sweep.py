@@ -11,6 +11,8 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import time
@@ -19,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+import torch
 from ray import tune
+from ray._private.utils import read_ray_address
 
 from . import methods
-from .config import RunOptions, TrialConfig
+from .config import ConfigError, RunOptions, TrialConfig
 from .data import check_trainable, load_imageset
-from .errors import USER_ERRORS
+from .errors import USER_ERRORS, Terminated
 from .grid import Sweep, SweepOptions
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
@@ -77,6 +81,23 @@ class Progress(tune.Callback):
         self._line(trial.config.get("trial", trial.trial_id), "FAILED (traceback above; no row)")
 
 
+class StopOnSigterm(tune.Stopper):
+    """Ends the whole run at Tune's next step once SIGTERM arrived; trials stop where they are
+    (their rows, and their checkpoints beside local results, are kept)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, signum, frame) -> None:
+        self.requested = True
+
+    def __call__(self, trial_id, result) -> bool:
+        return self.requested
+
+    def stop_all(self) -> bool:
+        return self.requested
+
+
 def _mmss(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
@@ -95,14 +116,18 @@ def _report_epoch(metrics: dict, checkpoint: Path | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ranks: int, on_epoch, data: str) -> dict:
-    """Rank 0 runs here (so it can tune.report); ranks 1.. are started as local processes."""
+def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ranks: int, on_epoch, data: str,
+                       where: dict[str, str]) -> dict:
+    """Rank 0 runs here (so it can tune.report); ranks 1.. are started as local processes. On
+    GPUs, rank r uses cuda:r of the GPUs Ray assigned the trial (CUDA_VISIBLE_DEVICES, inherited)."""
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from .distributed import backend_for, free_port, rank_main
+    from .distributed import backend_for, bind_gpu, free_port, rank_main
 
     port, backend = free_port(), backend_for(opts.device)
+    os.environ.update(RANK="0", LOCAL_RANK="0")
+    bind_gpu(backend)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=rank_main, args=(r, ranks, port, backend, run_trial, (cfg, opts, None, checkpoint, True, data)))
              for r in range(1, ranks)]
@@ -111,7 +136,7 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=ranks,
                             timeout=dt.timedelta(minutes=10))
     try:
-        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=checkpoint, expect_data=data)
+        row = run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=checkpoint, expect_data=data, placement=where)
     finally:
         dist.destroy_process_group()
         for p in procs:
@@ -122,8 +147,24 @@ def _distributed_trial(cfg: TrialConfig, opts: RunOptions, checkpoint: Path, ran
     return row  # type: ignore[return-value]
 
 
+def placement(device: str) -> tuple[str, dict[str, str]]:
+    """Where Ray put this trial (node, the GPU ids it assigned) and the device the trial trains on:
+    on GPUs Ray assigned but torch cannot see (a simulated cluster's fake GPUs, a broken driver)
+    the trial trains on the CPU and its row says so."""
+    ctx = ray.get_runtime_context()
+    gpu_ids = [str(i) for i in ctx.get_accelerator_ids().get("GPU", [])]
+    where = {"ray_node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+             "gpu_ids": ",".join(gpu_ids), "device_note": ""}
+    if device == "cuda" and not torch.cuda.is_available():
+        where["device_note"] = (f"Ray assigned GPU(s) {where['gpu_ids'] or '(none)'} but torch sees no CUDA "
+                                "device: trained on the CPU")
+        print(f"novelty: warning: {where['device_note']}", flush=True)
+        device = "cpu"
+    return device, where
+
+
 def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path | None, ckpt: Path,
-                    fail_dir: str | None, key: str, data: str) -> dict:
+                    fail_dir: str | None, key: str, data: str, where: dict[str, str]) -> dict:
     resumed = tune.get_checkpoint()
     if resumed is not None and local is None:  # a Tune retry of a trial with remote results: its last epoch
         with resumed.as_directory() as d:
@@ -138,8 +179,9 @@ def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path 
             raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.variant} {key}")
 
     if ranks > 1:
-        return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch, data)
-    return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt, expect_data=data)  # type: ignore[return-value]
+        return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch, data, where)
+    return run_trial(cfg, opts, on_epoch=on_epoch, checkpoint=ckpt, expect_data=data,  # type: ignore[return-value]
+                     placement=where)
 
 
 def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> None:
@@ -154,12 +196,14 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
     planned = trials[config["trial"]]
     cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
     opts = RunOptions(**config["run"])
+    device, where = placement(opts.device)
+    opts = dataclasses.replace(opts, device=device)
     ranks = int(config.get("ranks", 1))
     local = default_checkpoint(key, opts)  # beside local results: reruns and Tune's retries resume from it
     try:
         with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
             row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME,
-                                  config.get("fail_once_dir"), key, data)
+                                  config.get("fail_once_dir"), key, data, where)
     except USER_ERRORS as exc:  # it would fail the same way again: no retry, no traceback, no row
         print(f"novelty: error: trial {config['trial']}: {exc}", flush=True)
         tune.report({"error": str(exc), "key": key, "done": True})
@@ -196,25 +240,76 @@ def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dic
 
 
 
+def _answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether something listens at host:port (a GCS that is up), within `timeout` seconds."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _ensure_ray(address: str) -> None:
-    """Join the given cluster, or start a local one (node address 127.0.0.1) that sends no usage
-    statistics. Beware: Ray still binds its GCS, raylet and object-manager ports on every
-    interface (measured, README "Security"); on a shared machine firewall them or use Ray's
-    token authentication, which stays on outside tests."""
+    """Join the given cluster (--ray-address, else RAY_ADDRESS); else the cluster `ray start` on
+    this machine recorded, if it answers; else start a local one (node address 127.0.0.1) that
+    sends no usage statistics. A record left by a head that died (killed, not `ray stop`ped) is
+    passed over with one line instead of a minutes-long wait for its GCS. Beware: Ray still binds
+    its GCS, raylet and object-manager ports on every interface (measured, README "Security"); on
+    a shared machine firewall them or use Ray's token authentication, which stays on outside tests."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     common = {"include_dashboard": False, "log_to_driver": False}
-    if not address and not os.environ.get("RAY_ADDRESS"):
-        try:  # a cluster already running on this machine (ray start) is joined, as ray.init() would
-            ray.init(address="auto", **common)
-            return
-        except ConnectionError:
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        recorded = read_ray_address()  # written by `ray start` (a head on this machine, e.g. `ray submit`'s)
+        if recorded and _answers(recorded):
+            print(f"novelty: joining the Ray cluster at {recorded} (started by `ray start` on this machine; "
+                  "--ray-address local starts a new one instead)", flush=True)
+            address = recorded
+        else:
+            if recorded:
+                print(f"novelty: the Ray cluster recorded at {recorded} does not answer (a head that was not "
+                      "stopped with `ray stop`); starting a local one", flush=True)
             address = "local"
     if address == "local":
         ray.init(address="local", _node_ip_address="127.0.0.1", **common)
     else:
-        ray.init(address=address or None, **common)
+        ray.init(address=address, **common)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What Ray reserves for each trial of a sweep, and how the trial uses it."""
+
+    cpus: float
+    """CPUs reserved per trial."""
+    gpus: float
+    """GPUs reserved per trial (a fraction packs several trials on one GPU)."""
+    ranks: int
+    """DDP ranks per trial (1: a single process)."""
+    device: str
+    """cpu or cuda."""
+    threads: int
+    """Torch CPU threads per rank: the trial's CPUs shared among its ranks."""
+
+
+def trial_resources(sweep: Sweep, have_gpu: bool) -> Resources:
+    """GPUs only where the cluster has them and the sweep asks for them (`gpus_per_trial` > 0);
+    a DDP trial on GPUs takes one whole GPU per rank (two NCCL ranks cannot share a GPU), one
+    on CPUs takes no GPU at all. More than one GPU for a single process would sit idle: refused."""
+    ranks = max(1, sweep.ranks_per_trial)
+    gpus = sweep.gpus_per_trial if have_gpu else 0.0
+    if gpus > 1 and ranks == 1:
+        raise ConfigError(f"sweep {sweep.name!r}: gpus_per_trial {gpus:g} > 1 for a single-process trial would "
+                          f"reserve GPUs it never uses; for a DDP trial on N GPUs set ranks_per_trial N "
+                          f"(--ranks-per-trial), else use gpus_per_trial <= 1")
+    if gpus > 0 and ranks > 1:
+        gpus = float(ranks)
+    cpus = max(sweep.cpus_per_trial, 1.0 if gpus else float(ranks))
+    return Resources(cpus=cpus, gpus=gpus, ranks=ranks, device="cuda" if gpus > 0 else "cpu",
+                     threads=max(1, int(cpus // ranks)))
 
 
 def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str, str]]:
@@ -233,6 +328,7 @@ def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str,
 
 def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None) -> SweepSummary:
     """Run every trial of `sweep` that has no row yet through Ray Tune."""
+    trial_resources(sweep, have_gpu=True)  # a GPU request that cannot be right fails before Ray starts
     uri = opts.results_uri(sweep)
     check_writable(uri)
     trials, fingerprints = plan(sweep, opts)
@@ -243,38 +339,43 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
     if not pending:
         return SweepSummary(len(trials), len(trials), 0, [])
     _ensure_ray(opts.ray_address)
+    # ray.init installed its own SIGTERM handler (a C++ stack dump, exit 134); from here SIGTERM
+    # asks Tune to end the run as Ctrl+C would (an exception raised inside Ray's wait would not be clean)
+    stopper = StopOnSigterm()
+    signal.signal(signal.SIGTERM, stopper.request)
     # an autoscaling cluster may have no GPU node up yet: NOVELTY_GPU_CLUSTER=1 says one will come
     have_gpu = ray.cluster_resources().get("GPU", 0) > 0 or os.environ.get("NOVELTY_GPU_CLUSTER") == "1"
-    ranks = max(1, sweep.ranks_per_trial)
-    gpus = sweep.gpus_per_trial if have_gpu else 0.0
-    if have_gpu and ranks > 1:
-        gpus = max(gpus, float(ranks))  # one whole GPU per DDP rank: nccl rejects two ranks on one GPU
-    cpus = max(sweep.cpus_per_trial, float(ranks) if not gpus else 1.0)
-    device = "cuda" if gpus > 0 else "cpu"
-    threads = max(1, int(cpus // ranks)) if device == "cpu" else max(1, int(cpus))
-    run = opts.run_options(sweep, device=device, threads=threads)
+    res = trial_resources(sweep, have_gpu)
+    print(f"sweep {sweep.name}: each trial reserves {res.cpus:g} CPU(s) and {res.gpus:g} GPU(s), "
+          f"{res.ranks} rank(s) on {res.device}, {res.threads} thread(s) per rank", flush=True)
+    run = opts.run_options(sweep, device=res.device, threads=res.threads)
     _, base = open_store(uri)
     storage = base if "://" not in uri else uri.rstrip("/")
     by_label = trial_labels(pending, fingerprints)
     name = f"{sweep.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=_plugins(pending)), {"cpu": cpus, "gpu": gpus}),
+        tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=_plugins(pending)), {"cpu": res.cpus, "gpu": res.gpus}),
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by short label
         param_space={"trial": tune.grid_search(list(by_label)),
-                     "run": dataclasses.asdict(run), "ranks": ranks, "fail_once_dir": fail_once_dir},
+                     "run": dataclasses.asdict(run), "ranks": res.ranks, "fail_once_dir": fail_once_dir},
         # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
         # process that imports torch again (seconds per trial; see bench/sweep_overhead.py). A
         # trial leaves no state there that the next one reads; a failed trial's actor is not reused.
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=f"{storage}/_ray",
-            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures), stop=stopper,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,  # Progress prints one line per trial instead of Tune's tables
             callbacks=[Progress(len(pending))],
         ),
     )
     grid = tuner.fit()
+    if stopper.requested:
+        now_done = existing_keys(uri)
+        landed = sum(t.key(fingerprints[t.dataset]) in now_done for t in pending)
+        raise Terminated(f"sweep {sweep.name}: {len(trials) - len(pending) + landed} of {len(trials)} trials have "
+                         f"rows in {uri} ({landed} landed in this run)")
     failed = [r.config["trial"] for r in grid if r.error is not None]
     now_done = existing_keys(uri)
     missing = [t.run_name(fingerprints[t.dataset]) for t in pending if t.key(fingerprints[t.dataset]) not in now_done]

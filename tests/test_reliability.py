@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -232,9 +234,49 @@ def test_sweep_whose_trials_fail_exits_nonzero_without_retries(tmp_path):
                    "              fixed={'dataset': 'digits', 'epochs': 1, 'lr': 1e30}, max_failures=2)\n"
                    "raise SystemExit(main(SWEEP))\n")
     out = tmp_path / "res"
-    p = subprocess.run([sys.executable, str(bad), "--results", str(out), "--ray-address", "local", "--no-report"],
-                       capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"})
+    # and no address given, with the record of a head that died unstopped (`ray stop` never ran): the
+    # driver must pass it over in one line, not wait minutes for its GCS (it once waited ~7)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's unix sockets live under it
+    (ray_tmp / "ray").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"  # closed once the block ends: nothing answers there
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(dead)
+    try:
+        p = subprocess.run([sys.executable, str(bad), "--results", str(out), "--no-report"],
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore",
+                                "RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_tmp)})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert f"the Ray cluster recorded at {dead} does not answer" in p.stdout, p.stdout[-3000:]
     assert_one_line_failure(p, "1 trial(s) of sweep diverge ended without a row")
     assert p.stdout.count("FAILED, not retried") == 1 and "loss became NaN" in p.stdout  # ran once
     assert not list(out.glob("rows/*.parquet"))
+
+
+def test_sigterm_stops_a_training_trial_in_one_line_and_it_resumes(tmp_path):
+    """Slurm's time limit or scancel mid-trial: exit 143, one line, the checkpoint kept; the same
+    command then goes on from it."""
+    import signal
+    import time
+
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "novelty.cli", "train", "--normal-class", "2", "--epochs", "6",
+           "--stop", "last", "--out", str(out), "--no-progress"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not list(out.glob("checkpoints/*/checkpoint.pt")):
+        time.sleep(0.1)
+    assert p.poll() is None, "the trial ended before it could be stopped"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-3000:]
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and "rerun the same command" in lines[0], err
+    assert list(out.glob("checkpoints/*/checkpoint.pt")) and not list(out.glob("rows/*.parquet"))
+
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert read_rows(str(out)).loc[0, "resumed_from_epoch"] >= 1

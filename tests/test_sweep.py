@@ -160,3 +160,20 @@ def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path):
     from novelty.sweep import _plugins
 
     assert _plugins(TINY.trials()) == ()
+
+
+def test_trial_resources_follow_the_sweep_and_the_cluster():
+    from novelty.config import ConfigError
+    from novelty.sweep import trial_resources
+
+    def res(have_gpu, **kw):
+        r = trial_resources(Sweep(name="r", **kw), have_gpu)
+        return r.cpus, r.gpus, r.ranks, r.device, r.threads
+
+    # a CPU DDP sweep on a cluster that has GPUs takes none (it once asked for one per rank and waited)
+    assert res(True, cpus_per_trial=2, ranks_per_trial=2) == (2, 0, 2, "cpu", 1)
+    assert res(True, cpus_per_trial=4, gpus_per_trial=0.25, ranks_per_trial=2) == (4, 2, 2, "cuda", 2)
+    assert res(True, cpus_per_trial=2, gpus_per_trial=0.25) == (2, 0.25, 1, "cuda", 2)
+    assert res(False, cpus_per_trial=2, gpus_per_trial=0.25) == (2, 0, 1, "cpu", 2)
+    with pytest.raises(ConfigError, match="ranks_per_trial"):
+        res(True, gpus_per_trial=2)

@@ -1,4 +1,5 @@
-"""SIGKILL the sweep driver mid-sweep, rerun the same command: the table equals an uninterrupted run's."""
+"""SIGKILL or SIGTERM the sweep driver mid-sweep, rerun the same command: the table equals an
+uninterrupted run's; SIGTERM (Slurm's time limit, scancel) ends it with one line and exit 143."""
 import os
 import signal
 import subprocess
@@ -47,36 +48,70 @@ def _kill_tree(proc):
     proc.wait(timeout=60)
 
 
-def test_killed_driver_resumes_to_the_same_table(tmp_path):
-    sweep_file = tmp_path / "killme.py"
-    sweep_file.write_text(SWEEP_FILE)
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
+def _table(results):
+    cols = ["dataset", "variant", "normal_class", "mean", "n"]
+    return summary_table(read_rows(str(results))).sort_values(cols[:3]).reset_index(drop=True)[cols]
 
-    p = _driver(sweep_file, whole)
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "killme.py"
+    path.write_text(SWEEP_FILE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(sweep_file):
+    """The uninterrupted run's table."""
+    results = sweep_file.parent / "whole"
+    p = _driver(sweep_file, results)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out[-3000:]
+    return _table(results)
 
-    p = _driver(sweep_file, killed)
+
+def _start_and_wait_for_a_row(sweep_file, results):
+    p = _driver(sweep_file, results)
     deadline = time.time() + 600
     while time.time() < deadline and p.poll() is None:
-        if len(list((killed / "rows").glob("*.parquet"))) >= 1:
+        if len(list((results / "rows").glob("*.parquet"))) >= 1:
             break
         time.sleep(0.2)
     assert p.poll() is None, "the driver finished before it could be killed"
-    _kill_tree(p)
-    done_before = {f.name: f.stat().st_mtime_ns for f in (killed / "rows").glob("*.parquet")}
-    assert 1 <= len(done_before) < 4
+    return p
 
-    p = _driver(sweep_file, killed)
+
+def _rerun_and_compare(sweep_file, results, done_before, whole):
+    p = _driver(sweep_file, results)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out[-3000:]
     assert f"{len(done_before)} already have rows, {4 - len(done_before)} to run" in out
-    after = {f.name: f.stat().st_mtime_ns for f in (killed / "rows").glob("*.parquet")}
+    after = {f.name: f.stat().st_mtime_ns for f in (results / "rows").glob("*.parquet")}
     assert {k: after[k] for k in done_before} == done_before  # finished trials were not run again
+    rows = read_rows(str(results))
+    assert len(rows) == 4 and rows["key"].is_unique
+    table = _table(results)
+    assert table.equals(whole), (table, whole)
 
-    a, b = read_rows(str(whole)), read_rows(str(killed))
-    assert len(b) == 4 and b["key"].is_unique
-    cols = ["dataset", "variant", "normal_class", "mean", "n"]
-    ta = summary_table(a).sort_values(cols[:3]).reset_index(drop=True)[cols]
-    tb = summary_table(b).sort_values(cols[:3]).reset_index(drop=True)[cols]
-    assert ta.equals(tb), (ta, tb)
+
+def test_killed_driver_resumes_to_the_same_table(sweep_file, whole, tmp_path):
+    killed = tmp_path / "killed"
+    p = _start_and_wait_for_a_row(sweep_file, killed)
+    _kill_tree(p)
+    done_before = {f.name: f.stat().st_mtime_ns for f in (killed / "rows").glob("*.parquet")}
+    assert 1 <= len(done_before) < 4
+    _rerun_and_compare(sweep_file, killed, done_before, whole)
+
+
+def test_sigterm_stops_the_driver_in_one_line(sweep_file, tmp_path):
+    """(That the rerun then finishes to the same table is the SIGKILL test's: a SIGTERM leaves less.)"""
+    results = tmp_path / "termed"
+    p = _start_and_wait_for_a_row(sweep_file, results)
+    p.send_signal(signal.SIGTERM)  # the driver alone, as scancel's first signal reaches a batch script
+    out, _ = p.communicate(timeout=300)
+    done_before = {f.name: f.stat().st_mtime_ns for f in (results / "rows").glob("*.parquet")}
+    assert p.returncode == 143, out[-3000:]
+    assert "SIGTERM received" not in out and "Traceback" not in out  # no C++ stack dump, no Python one
+    lines = [ln for ln in out.splitlines() if "stopped by SIGTERM" in ln]
+    assert len(lines) == 1 and f"{len(done_before)} of 4 trials have rows" in lines[0], out[-3000:]
+    assert "rerun the same command" in lines[0]
