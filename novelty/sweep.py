@@ -197,7 +197,8 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
     cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
     opts = RunOptions(**config["run"])
     device, where = placement(opts.device)
-    opts = dataclasses.replace(opts, device=device)
+    # no more threads than this machine has, though Ray's CPUs (logical, declared per node) be more
+    opts = dataclasses.replace(opts, device=device, threads=min(opts.threads, os.cpu_count() or 1))
     ranks = int(config.get("ranks", 1))
     local = default_checkpoint(key, opts)  # beside local results: reruns and Tune's retries resume from it
     try:

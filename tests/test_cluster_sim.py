@@ -1,0 +1,206 @@
+"""A multi-node GPU cluster simulated with Ray's own machinery (`ray.cluster_utils.Cluster`), its
+node types read from cluster/gpu.yaml, results on S3 (moto's S3 server, the real pyarrow
+S3FileSystem, Ray Tune): trials pack on (fake) GPUs, run on the workers and never on the head,
+a DDP trial gets two GPUs of one node, a lost worker's trials resume elsewhere from the
+checkpoints they handed to Tune, and a failed trial is retried from its checkpoint.
+
+Ray's GPUs here are logical: torch sees no CUDA, so each trial trains on the CPU, keeps Ray's
+assignment and says so in its row. (`AutoscalingCluster`, the fake autoscaler, is not used: its
+start runs `ray stop --force`, which ends every Ray on the machine.)"""
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import moto.server as moto_server
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+import ray
+import yaml
+from ray.cluster_utils import Cluster
+
+from novelty.config import RunOptions
+from novelty.grid import Sweep, SweepOptions
+from novelty.report import write_report
+from novelty.results import open_store, read_rows, read_scores
+from novelty.sweep import run_sweep
+from novelty.trial import run_trial
+
+from conftest import REPO, digits_fingerprint
+
+BUCKET = "novelty-test"
+FLAKY = Sweep(name="flaky-s3", grid={"normal_class": [1], "variant": ["full"]},
+              fixed={"dataset": "digits", "epochs": 2}, max_failures=1)
+
+
+def node_types(path: Path = REPO / "cluster" / "gpu.yaml") -> tuple[dict, dict]:
+    """(head, GPU worker) node types of a cluster launcher file."""
+    spec = yaml.safe_load(path.read_text())
+    types = spec["available_node_types"]
+    head = types[spec["head_node_type"]]
+    worker = next(t for name, t in types.items() if name != spec["head_node_type"] and t["resources"].get("GPU"))
+    return head, worker
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """An S3 endpoint on localhost (set in the environment before Ray starts, so every node's
+    workers see it), and gpu.yaml's cluster: its head, two of its GPU workers."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's unix sockets live here
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp, "RAY_ADDRESS": ""}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
+    head, worker = node_types()
+    assert head["resources"]["CPU"] == 0 and worker["max_workers"] >= 2
+    # Ray's GPUs are the ids in CUDA_VISIBLE_DEVICES; ids no machine has keep torch off any real GPU
+    fake = ",".join(str(90 + i) for i in range(int(worker["resources"]["GPU"])))
+    saved["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = fake
+    small = {"object_store_memory": 80 * 1024**2}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head["resources"]["CPU"], "num_gpus": 0,
+                                                            "include_dashboard": False, **small})
+    workers = [cluster.add_node(num_cpus=worker["resources"]["CPU"], num_gpus=worker["resources"]["GPU"], **small)
+               for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster, workers
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        server.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _most_at_once(rows: pd.DataFrame) -> int:
+    """The most of these trials that were running at one moment (from their rows' start and end)."""
+    events = sorted([(pd.Timestamp(t), 1) for t in rows["started_at"]] +
+                    [(pd.Timestamp(t), -1) for t in rows["finished_at"]], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_fractional_gpus_pack_on_the_workers_never_the_head(sim):
+    cluster, workers = sim
+    uri = f"s3://{BUCKET}/packed"
+    # 8 trials; 12 of a worker's 48 CPUs each, so 4 fit on a node, and a quarter of a GPU each
+    sweep = Sweep(name="packed", grid={"normal_class": range(8)}, fixed={"dataset": "digits", "epochs": 1},
+                  cpus_per_trial=12, gpus_per_trial=0.25, max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=uri, report=False))
+    assert summary.ran == 8 and not summary.failed
+    rows = read_rows(uri)  # every node wrote to the one bucket
+    assert len(rows) == 8 and rows["key"].is_unique
+    worker_ids = {w.node_id for w in workers}
+    assert set(rows["ray_node_id"]) == worker_ids  # both workers, and nothing on the head
+    assert cluster.head_node.node_id not in set(rows["ray_node_id"])
+    assert rows["gpu_ids"].str.fullmatch(r"9\d").all()  # one GPU id each
+    assert (rows["device"] == "cpu").all() and rows["device_note"].str.contains("torch sees no CUDA").all()
+    per_gpu = {k: _most_at_once(g) for k, g in rows.groupby(["ray_node_id", "gpu_ids"])}
+    print("most trials at once per (node, GPU):", per_gpu)
+    assert max(per_gpu.values()) <= 4
+
+
+def test_a_ddp_trial_gets_two_gpus_of_one_node(sim):
+    _, workers = sim
+    uri = f"s3://{BUCKET}/ddp"
+    sweep = Sweep(name="ddp-gpus", fixed={"dataset": "digits", "normal_class": 0, "epochs": 1, "stop": "last"},
+                  cpus_per_trial=2, gpus_per_trial=0.25, ranks_per_trial=2, max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=uri, report=False))
+    assert summary.ran == 1 and not summary.failed
+    row = read_rows(uri).iloc[0]
+    ids = row["gpu_ids"].split(",")
+    assert len(ids) == 2 and len(set(ids)) == 2 and row["world_size"] == 2
+    assert row["ray_node_id"] in {w.node_id for w in workers}
+
+
+def test_retry_resumes_from_tune_checkpoint_on_s3(sim, tmp_path):
+    uri = f"s3://{BUCKET}/flaky"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    summary = run_sweep(FLAKY, SweepOptions(results=uri, report=False), fail_once_dir=str(markers))
+    cfg = FLAKY.trials()[0]
+    assert (markers / cfg.key(digits_fingerprint())).exists()  # it failed once, after epoch 1
+    assert summary.ran == 1 and not summary.failed
+    row = read_rows(uri).iloc[0]
+    assert row["key"] == cfg.key(digits_fingerprint()) and row["epochs_run"] == 2
+    assert row["resumed_from_epoch"] == 1  # restored from the checkpoint Tune kept in the bucket
+    plain = run_trial(cfg, RunOptions(out=str(tmp_path / "plain"), progress=False, device="cpu",
+                                      threads=int(row["threads"])))
+    assert row["auc"] == plain["auc"]  # resumed, it ends where an uninterrupted trial ends
+    assert len(read_scores(uri)) == row["n_test"]
+    fs, base = open_store(f"s3://{BUCKET}")
+    names = [i.path for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))]
+    assert any("/flaky/_ray/" in n for n in names)  # Tune's experiment state is in the bucket too
+    again = run_sweep(FLAKY, SweepOptions(results=uri, report=False))
+    assert again.ran == 0 and again.skipped == 1  # skip-by-key reads the bucket
+    report = write_report(uri, plots=False)
+    assert f"{BUCKET}/flaky/tables/digits.csv" in " ".join(report.files)
+
+
+def _busy_worker(workers) -> "ray._private.node.Node | None":
+    """A worker node on which a trial holds a GPU now."""
+    from ray._private.state import available_resources_per_node
+
+    free = available_resources_per_node()
+    for w in workers:
+        if w.node_id in free and free[w.node_id].get("GPU", 0) < 4:
+            return w
+    return None
+
+
+def test_a_lost_worker_s_trials_resume_elsewhere_to_the_same_table(sim, tmp_path):
+    """A spot worker goes mid-sweep: its trials are retried on the other worker from the checkpoints
+    they handed to Tune; every trial ends with a row, and each AUC is an uninterrupted run's."""
+    cluster, workers = sim
+    uri = f"s3://{BUCKET}/spot"
+    sweep = Sweep(name="spot", grid={"normal_class": range(4)},
+                  fixed={"dataset": "digits", "epochs": 4, "stop": "last"},
+                  cpus_per_trial=24, gpus_per_trial=0.25, max_failures=2)
+    fs, base = open_store(uri)
+    lost = {}
+
+    def lose_a_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline and not lost:
+            found = {Path(i.path).parent.parent for i in fs.get_file_info(
+                pafs.FileSelector(f"{base}/_ray", recursive=True, allow_not_found=True)) if i.base_name == "checkpoint.pt"}
+            busy = _busy_worker(workers)
+            if len(found) == 4 and busy is not None:  # all 4 (2 a worker) handed Tune an epoch's checkpoint
+                lost["node"] = busy.node_id
+                cluster.remove_node(busy, allow_graceful=False)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=lose_a_worker, daemon=True)
+    killer.start()
+    summary = run_sweep(sweep, SweepOptions(results=uri, report=False))
+    killer.join(timeout=10)
+    assert lost, "no worker was lost: the sweep ended before a checkpoint"
+    assert summary.ran == 4 and not summary.failed
+    rows = read_rows(uri)
+    assert len(rows) == 4 and rows["key"].is_unique
+    survivors = set(rows["ray_node_id"]) - {lost["node"]}
+    assert survivors and rows["resumed_from_epoch"].max() >= 1  # at least one trial went on from a checkpoint
+    for cfg in sweep.trials():
+        row = rows[rows["normal_class"] == cfg.normal_class].iloc[0]
+        plain = run_trial(cfg, RunOptions(out=str(tmp_path / "plain"), progress=False, device="cpu",
+                                          threads=int(row["threads"])), write=False)
+        assert row["auc"] == plain["auc"], (cfg.normal_class, row["resumed_from_epoch"])
