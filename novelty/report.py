@@ -159,6 +159,20 @@ def _views_section(both: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer") ->
     return [md]
 
 
+def cpu_kinds_note(rows: pd.DataFrame) -> str:
+    """One line when a folder's rows come from more than one kind of CPU or thread count (or some
+    rows do not say): a rerun reproduces a row bit for bit only on the kind of CPU that made it."""
+    if "cpu_model" not in rows:
+        return ""
+    threads = rows["threads"].map(lambda t: "" if pd.isna(t) else f", {int(t)} thread(s)")
+    kind = (rows["cpu_model"].astype(str) + " (" + rows["cpu_capability"].astype(str) + threads + ")")
+    counts = kind.where(rows["cpu_model"].notna(), "not recorded").value_counts()
+    if len(counts) < 2:
+        return ""
+    return ("Rows from more than one kind of CPU or thread count (a rerun reproduces a row bit for bit only on "
+            "its own kind): " + "; ".join(f"{k}: {n} row(s)" for k, n in counts.items()) + ".")
+
+
 def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score_rules: bool = False) -> Report:
     """Read every row under `uri`, print the tables and write them under `out_dir`
     (default `<uri>/tables`; a local path or any pyarrow.fs URI) as Markdown, CSV and
@@ -174,6 +188,10 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score
     summary, means, tables = summary_table(rows), class_mean_table(rows), wide_tables(rows)
     paired = paired_differences(rows)
     report_md = [f"# Results: {uri}\n", f"{len(rows)} trials. {NOTES}\n"]
+    machines = cpu_kinds_note(rows)
+    if machines:
+        report_md.append(machines + "\n")
+        print(machines)
     for dataset, table in tables.items():
         md = to_markdown(table)
         writer.put(f"{dataset}.md", f"# {dataset}: AUC per normal class\n\n{md}\n{NOTES}\n")
