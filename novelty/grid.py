@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -175,3 +176,50 @@ def baselines_sweep(dataset: str) -> Sweep:
     4 baselines x 10 classes x 1 seed = 40 trials (add seeds with --seeds 0,1,...)."""
     return Sweep(name=f"{dataset}_baselines", grid=BASELINES_GRID, fixed={"dataset": dataset, **BASELINES_FIXED},
                  cpus_per_trial=1)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What Ray reserves for each trial of a sweep, and how the trial uses it."""
+
+    cpus: float
+    """CPUs reserved per trial."""
+    gpus: float
+    """GPUs reserved per trial (a fraction packs several trials on one GPU)."""
+    ranks: int
+    """DDP ranks per trial (1: a single process)."""
+    device: str
+    """cpu or cuda."""
+    threads: int
+    """Torch CPU threads per rank: the trial's CPUs shared among its ranks."""
+
+
+def trial_resources(sweep: Sweep, have_gpu: bool) -> Resources:
+    """GPUs only where the cluster has them and the sweep asks for them (`gpus_per_trial` > 0);
+    a DDP trial on GPUs takes one whole GPU per rank (two NCCL ranks cannot share a GPU), one
+    on CPUs takes no GPU at all. More than one GPU for a single process would sit idle: refused."""
+    ranks = max(1, sweep.ranks_per_trial)
+    gpus = sweep.gpus_per_trial if have_gpu else 0.0
+    if gpus > 1 and ranks == 1:
+        raise ConfigError(f"sweep {sweep.name!r}: gpus_per_trial {gpus:g} > 1 for a single-process trial would "
+                          f"reserve GPUs it never uses; for a DDP trial on N GPUs set ranks_per_trial N "
+                          f"(--ranks-per-trial), else use gpus_per_trial <= 1")
+    if gpus > 0 and ranks > 1:
+        gpus = float(ranks)
+    cpus = max(sweep.cpus_per_trial, 1.0 if gpus else float(ranks))
+    return Resources(cpus=cpus, gpus=gpus, ranks=ranks, device="cuda" if gpus > 0 else "cpu",
+                     threads=max(1, int(cpus // ranks)))
+
+
+def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dict[str, dict]:
+    """Short unique labels for Tune's progress table (it cuts values to 20 characters):
+    "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart.
+    Each maps to {"config": TrialConfig fields, "key": the trial's key on its data}."""
+    short = [f"c{t.normal_class}-{t.variant}-s{t.seed}" for t in trials]
+    counts = Counter(short)
+    out = {}
+    for s, t in zip(short, trials):
+        key = t.key(fingerprints[t.dataset])
+        out[s if counts[s] == 1 else f"{s}-{key[:8]}"] = {"config": dataclasses.asdict(t), "key": key,
+                                                          "data": fingerprints[t.dataset]}
+    return out

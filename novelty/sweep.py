@@ -16,7 +16,6 @@ import socket
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +25,10 @@ from ray import tune
 from ray._private.utils import read_ray_address
 
 from . import methods
-from .config import ConfigError, RunOptions, TrialConfig
+from .config import RunOptions, TrialConfig
 from .data import check_trainable, load_imageset
 from .errors import USER_ERRORS, Terminated
-from .grid import Sweep, SweepOptions
+from .grid import Sweep, SweepOptions, trial_labels, trial_resources
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
 
@@ -226,21 +225,6 @@ def _plugins(trials: list[TrialConfig]) -> tuple:
     return out
 
 
-def trial_labels(trials: list[TrialConfig], fingerprints: dict[str, str]) -> dict[str, dict]:
-    """Short unique labels for Tune's progress table (it cuts values to 20 characters):
-    "c3-full-s0", with "-<key>" added where hyper-parameters alone tell trials apart.
-    Each maps to {"config": TrialConfig fields, "key": the trial's key on its data}."""
-    short = [f"c{t.normal_class}-{t.variant}-s{t.seed}" for t in trials]
-    counts = Counter(short)
-    out = {}
-    for s, t in zip(short, trials):
-        key = t.key(fingerprints[t.dataset])
-        out[s if counts[s] == 1 else f"{s}-{key[:8]}"] = {"config": dataclasses.asdict(t), "key": key,
-                                                          "data": fingerprints[t.dataset]}
-    return out
-
-
-
 def _answers(address: str, timeout: float = 2.0) -> bool:
     """Whether something listens at host:port (a GCS that is up), within `timeout` seconds."""
     host, _, port = address.rpartition(":")
@@ -278,39 +262,6 @@ def _ensure_ray(address: str) -> None:
         ray.init(address="local", _node_ip_address="127.0.0.1", **common)
     else:
         ray.init(address=address, **common)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What Ray reserves for each trial of a sweep, and how the trial uses it."""
-
-    cpus: float
-    """CPUs reserved per trial."""
-    gpus: float
-    """GPUs reserved per trial (a fraction packs several trials on one GPU)."""
-    ranks: int
-    """DDP ranks per trial (1: a single process)."""
-    device: str
-    """cpu or cuda."""
-    threads: int
-    """Torch CPU threads per rank: the trial's CPUs shared among its ranks."""
-
-
-def trial_resources(sweep: Sweep, have_gpu: bool) -> Resources:
-    """GPUs only where the cluster has them and the sweep asks for them (`gpus_per_trial` > 0);
-    a DDP trial on GPUs takes one whole GPU per rank (two NCCL ranks cannot share a GPU), one
-    on CPUs takes no GPU at all. More than one GPU for a single process would sit idle: refused."""
-    ranks = max(1, sweep.ranks_per_trial)
-    gpus = sweep.gpus_per_trial if have_gpu else 0.0
-    if gpus > 1 and ranks == 1:
-        raise ConfigError(f"sweep {sweep.name!r}: gpus_per_trial {gpus:g} > 1 for a single-process trial would "
-                          f"reserve GPUs it never uses; for a DDP trial on N GPUs set ranks_per_trial N "
-                          f"(--ranks-per-trial), else use gpus_per_trial <= 1")
-    if gpus > 0 and ranks > 1:
-        gpus = float(ranks)
-    cpus = max(sweep.cpus_per_trial, 1.0 if gpus else float(ranks))
-    return Resources(cpus=cpus, gpus=gpus, ranks=ranks, device="cuda" if gpus > 0 else "cpu",
-                     threads=max(1, int(cpus // ranks)))
 
 
 def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str, str]]:

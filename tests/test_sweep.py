@@ -10,7 +10,8 @@ from novelty.config import RunOptions, TrialConfig  # noqa: E402
 from novelty.grid import Sweep, SweepOptions  # noqa: E402
 from novelty.tables import summary_table  # noqa: E402
 from novelty.results import delete_trial, existing_keys, read_rows  # noqa: E402
-from novelty.sweep import run_sweep, trial_labels  # noqa: E402
+from novelty.grid import trial_labels  # noqa: E402
+from novelty.sweep import run_sweep  # noqa: E402
 from novelty.trial import run_trial  # noqa: E402
 
 from conftest import digits_fingerprint  # noqa: E402
@@ -164,7 +165,7 @@ def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path):
 
 def test_trial_resources_follow_the_sweep_and_the_cluster():
     from novelty.config import ConfigError
-    from novelty.sweep import trial_resources
+    from novelty.grid import trial_resources
 
     def res(have_gpu, **kw):
         r = trial_resources(Sweep(name="r", **kw), have_gpu)
