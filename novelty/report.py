@@ -12,10 +12,10 @@ import pyarrow.fs as pafs
 
 from .effects import BOOT, effects_table
 from .methods import VARIANTS
-from .render import ablation_display, effects_display, to_latex, to_markdown
+from .render import ablation_display, class_table_latex, effects_display, to_latex, to_markdown
 from .results import ResultsError, open_store, read_rows, read_scores
 from .tables import (_cell, class_mean_table, label_rows, paired_differences, paper_marks, paper_table,
-                     summary_table, wide_tables)
+                     summary_table, wide_cells, wide_tables)
 
 NOTES = (
     "Cells: mean ± std (n) of the AUC over seeds; std with ddof=1 (blank when n = 1). "
@@ -185,7 +185,8 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score
     rows = label_rows(rows)  # once: every table below reads these labels
     out = out_dir or f"{uri.rstrip('/')}/tables"
     writer = _Writer(out)
-    summary, means, tables = summary_table(rows), class_mean_table(rows), wide_tables(rows)
+    summary, means, cells = summary_table(rows), class_mean_table(rows), wide_cells(rows)
+    tables = wide_tables(rows)
     paired = paired_differences(rows)
     report_md = [f"# Results: {uri}\n", f"{len(rows)} trials. {NOTES}\n"]
     machines = cpu_kinds_note(rows)
@@ -196,7 +197,7 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score
         md = to_markdown(table)
         writer.put(f"{dataset}.md", f"# {dataset}: AUC per normal class\n\n{md}\n{NOTES}\n")
         writer.put(f"{dataset}.csv", table.to_csv())
-        writer.put(f"{dataset}.tex", to_latex(table, f"{dataset}: AUC per normal class, mean ± std (n) over seeds"))
+        writer.put(f"{dataset}.tex", class_table_latex(cells[dataset], f"{dataset}: AUC per normal class, mean ± std over seeds"))
         report_md.append(f"## {dataset}\n\n{md}")
         print(f"\n{dataset}: AUC per normal class (mean ± std (n) over seeds)\n{md}")
     long = pd.concat([summary.assign(source="ours"),

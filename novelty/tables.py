@@ -5,8 +5,8 @@ Conventions (repeated in the notes under every written table):
 - A cell is "mean ± std (n)" over the seeds of one (dataset, variant, config, class);
   std uses ddof=1 (pandas' default), so it is blank when n = 1.
 - Rows are methods; when a hyper-parameter other than seed / normal_class / variant
-  varies within a dataset, the row label names it ("full (epochs=5)"), so different
-  configurations are never averaged together.
+  varies among one method's rows of a dataset, the row label names it ("full (epochs=5)"),
+  so different configurations are never averaged together.
 - Mean column: the mean over classes of the per-class means. Its std is the std
   (ddof=1) over seeds of each seed's mean over classes, given only when every seed
   covers every class; its n is the number of seeds. When the seed drew the class (COIL-100:
@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
 from . import methods
-from .config import LATER_FIELDS, TrialConfig
+from .config import TrialConfig
 from .effects import wilcoxon_p
 from .methods import VARIANTS
 
@@ -50,23 +51,22 @@ def _fmt_value(value: object) -> str:
 
 
 def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Add `config` (the hyper-parameters that vary within the row's dataset, "" if none)
-    and `label` (the method's display name plus that config) to a copy of `rows`. A knob
-    varies when it differs among the dataset's rows; a knob added later (config.LATER_FIELDS,
-    e.g. stop) only when it differs among the rows of methods that read it (the registry's
-    MethodSpec.reads), since the others hold its old value. A row's label shows only the
-    varying knobs its own method reads."""
+    """Add `config` (the knobs that vary among the rows of the row's method within its dataset,
+    "" if none) and `label` (the method's display name plus that config) to a copy of `rows`.
+    A method's rows are those of every variant it serves (the paper's method serves base,
+    entropy, cam and full), so variants of one method that ran at the same knobs share a
+    config and are compared with each other; another method's knobs never label it (a
+    baseline trained for 4 epochs does not make "epochs=5" appear on the paper's method).
+    Only the knobs a method reads (the registry's MethodSpec.reads) can label its rows."""
     out = rows.copy()
     out["normal_class"] = out["normal_class"].astype(int)
     out["config"] = ""
-    reads = {v: _reads(v) for v in out["variant"].unique()}
-    for _, idx in out.groupby("dataset").groups.items():
+    method = out["variant"].map({v: methods.spec_for(v).name for v in out["variant"].unique()})
+    for _, idx in out.groupby([out["dataset"], method]).groups.items():
         part = out.loc[idx]
-        varying = [c for c in HYPER_FIELDS if c in part
-                   and (part[part["variant"].map(lambda v: c in reads[v])] if c in LATER_FIELDS else part)[c]
-                   .nunique(dropna=False) > 1]
-        out.loc[idx, "config"] = [", ".join(f"{c}={_fmt_value(r[c])}" for c in varying if c in reads[r["variant"]])
-                                  for _, r in part.iterrows()]
+        reads = set().union(*(_reads(v) for v in part["variant"].unique()))
+        varying = [c for c in HYPER_FIELDS if c in part and c in reads and part[c].nunique(dropna=False) > 1]
+        out.loc[idx, "config"] = [", ".join(f"{c}={_fmt_value(r[c])}" for c in varying) for _, r in part.iterrows()]
     out["label"] = [f"{_display(v)} ({c})" if c else _display(v) for v, c in zip(out["variant"], out["config"])]
     return out
 
@@ -144,26 +144,48 @@ def _row_order(label: str) -> tuple:
     return (2, 0, 0)
 
 
-def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Dataset -> table of formatted cells: our labels then the paper's, classes + mean."""
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a per-class table: ours (mean, std over seeds (NaN when n = 1), n seeds) or the
+    paper's published AUC (n None, std NaN)."""
+
+    mean: float
+    std: float = float("nan")
+    n: int | None = None
+
+    def text(self) -> str:
+        """As the Markdown and CSV tables print it: "0.715 ± 0.035 (5)"; the paper's "0.715"."""
+        return f"{self.mean:.3f}" if self.n is None else _cell(self.mean, self.std, self.n)
+
+
+def wide_cells(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Dataset -> table of `Cell`s (None where a label has no number for a column): our labels
+    then the paper's (each of ours above the paper's row for it), columns the classes + mean."""
     summary, means, paper = summary_table(rows), class_mean_table(rows), paper_table()
     tables = {}
     for dataset, part in summary.groupby("dataset", sort=False):
         classes = sorted(part["normal_class"].unique())
         cols = [str(c) for c in classes] + ["mean"]
         labels = list(dict.fromkeys(part["label"]))
-        ours = {lab: {str(r.normal_class): _cell(r.mean, r.std, r.n) for r in part[part["label"] == lab].itertuples()}
+        ours = {lab: {str(r.normal_class): Cell(r.mean, r.std, int(r.n)) for r in part[part["label"] == lab].itertuples()}
                 for lab in labels}
         for r in means[means["dataset"] == dataset].itertuples():
-            ours[r.label]["mean"] = _cell(r.mean, r.std, r.n)
+            ours[r.label]["mean"] = Cell(r.mean, r.std, int(r.n))
         theirs = paper[paper["dataset"] == dataset]
         for lab, p in theirs.groupby("label", sort=False):
-            ours[lab] = {str(c): f"{a:.3f}" for c, a in zip(p["normal_class"], p["auc"])}
-        table = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=cols).fillna("")
+            ours[lab] = {str(c): Cell(float(a)) for c, a in zip(p["normal_class"], p["auc"])}
+        table = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=cols)
+        table = table.astype(object).where(table.notna(), None)
         table = table.loc[sorted(table.index, key=_row_order)]
         table.index.name = "method"
         tables[dataset] = table
     return tables
+
+
+def wide_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Dataset -> table of formatted cells ("mean ± std (n)"; "" where none): `wide_cells` as text."""
+    return {dataset: cells.apply(lambda col: col.map(lambda c: "" if c is None else c.text()))
+            for dataset, cells in wide_cells(rows).items()}
 
 
 def paired_differences(rows: pd.DataFrame) -> pd.DataFrame:

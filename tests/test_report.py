@@ -155,7 +155,10 @@ def test_write_report_files(results: Path, tmp_path: Path) -> None:
     full0 = rows[(rows.variant == "full") & (rows.normal_class == 0)]["auc"]
     cell = f"{full0.mean():.3f} ± {full0.std(ddof=1):.3f} ({len(SEEDS)})"
     assert f"| full | {cell} |" in (out / "digits.md").read_text()
-    assert cell.replace("±", r"$\pm$") in (out / "digits.tex").read_text()
+    tex = (out / "digits.tex").read_text()  # the compact form; n (the same in every cell) in the caption
+    std = f"{full0.std(ddof=1):.3f}".removeprefix("0")
+    assert f"{full0.mean():.3f}{{\\scriptsize$\\pm${std}}}" in tex
+    assert f"n = {len(SEEDS)} seeds" in tex
     csv = pd.read_csv(out / "digits.csv", index_col=0)
     assert csv.loc["full", "0"] == cell
     pairs = len(CLASSES) * len(SEEDS)
@@ -212,8 +215,8 @@ def test_file_uri(results: Path, tmp_path: Path) -> None:
 def test_each_row_of_ours_sits_above_the_papers_row_for_it(tmp_path: Path) -> None:
     """mnist: our full rows (two configs) are followed by the paper's full row; a pixel
     baseline carries no training config in its label, however the trials' epochs differ; the
-    stop rule (val_fea for the variants, last for every baseline) labels no row; the score mix
-    labels the variants (it varies among them) but not the DAE, whose score ignores it."""
+    score mix labels the variants (it varies among them); the DAE, run at one configuration,
+    carries none (the variants' epochs vary, its own do not)."""
     rng = np.random.default_rng(2)
     uri = tmp_path / "res"
     for epochs in (2, 5):
@@ -225,9 +228,50 @@ def test_each_row_of_ours_sits_above_the_papers_row_for_it(tmp_path: Path) -> No
     _write(uri, rng, 0.7, dataset="mnist", normal_class=0, seed=0, variant="ocsvm", epochs=3)
     _write(uri, rng, 0.6, dataset="mnist", normal_class=0, seed=0, variant="dae", epochs=5)
     labels = list(wide_tables(read_rows(str(uri)))["mnist"].index)
-    assert "ours: DAE (epochs=5)" in labels
+    assert "ours: DAE" in labels
     assert labels[:5] == ["base (epochs=2, score_lambda=0)", "base (epochs=5, score_lambda=0.9)",
                           "full (epochs=2, score_lambda=0)", "full (epochs=5, score_lambda=0.9)",
                           "paper: full (Tian et al.)"]
     assert labels[labels.index("ours: OCSVM") + 1] == "paper: OCSVM"
     assert not any(lab.startswith("ours: OCSVM (") for lab in labels)
+
+
+def test_a_method_is_labelled_by_its_own_varying_knobs(tmp_path: Path) -> None:
+    """A knob labels a method's rows only when it varies among that method's rows (all the
+    variants of the paper's method together, so their configs stay comparable), not because
+    another method of the dataset ran at another value."""
+    rng = np.random.default_rng(3)
+    uri = tmp_path / "res"
+    for cls in (0, 1):
+        for seed in (0, 1):
+            for variant in ("full", "base"):
+                _write(uri, rng, 0.9, dataset="mnist", normal_class=cls, seed=seed, variant=variant, epochs=5, nz=8)
+            _write(uri, rng, 0.8, dataset="mnist", normal_class=cls, seed=seed, variant="dae", epochs=4, nz=32)
+    rows = read_rows(str(uri))
+    assert set(wide_tables(rows)["mnist"].index) >= {"full", "base", "ours: DAE"}
+    paired = paired_differences(rows).set_index("comparison")
+    assert paired.loc["full − base", "config"] == "" and paired.loc["full − base", "n_pairs"] == 4
+    # a second DAE configuration labels the DAE rows, and only them
+    _write(uri, rng, 0.7, dataset="mnist", normal_class=0, seed=0, variant="dae", epochs=8, nz=32)
+    labels = set(wide_tables(read_rows(str(uri)))["mnist"].index)
+    assert {"full", "base", "ours: DAE (epochs=4)", "ours: DAE (epochs=8)"} <= labels
+    # full at a second nz: both variants of the method are labelled by nz, and full − base pairs like with like
+    _write(uri, rng, 0.5, dataset="mnist", normal_class=0, seed=0, variant="full", epochs=5, nz=100)
+    rows = read_rows(str(uri))
+    labels = set(wide_tables(rows)["mnist"].index)
+    assert {"full (nz=8)", "full (nz=100)", "base (nz=8)", "ours: DAE (epochs=4)"} <= labels
+    paired = paired_differences(rows)
+    assert list(paired["config"]) == ["nz=8"] and list(paired["n_pairs"]) == [4]
+
+
+def test_report_says_when_rows_come_from_more_than_one_kind_of_cpu():
+    from novelty.report import cpu_kinds_note
+
+    one = pd.DataFrame({"cpu_model": ["AMD EPYC"] * 2, "cpu_capability": ["AVX512"] * 2, "threads": [1, 1]})
+    assert cpu_kinds_note(one) == ""
+    assert cpu_kinds_note(one.drop(columns=["cpu_model", "cpu_capability", "threads"])) == ""  # older rows only
+    mixed = pd.concat([one, pd.DataFrame({"cpu_model": ["Intel Xeon", None], "cpu_capability": ["AVX2", None],
+                                          "threads": [2, None]})], ignore_index=True)
+    note = cpu_kinds_note(mixed)
+    assert "AMD EPYC (AVX512, 1 thread(s)): 2 row(s)" in note and "Intel Xeon (AVX2, 2 thread(s)): 1 row(s)" in note
+    assert "not recorded: 1 row(s)" in note
