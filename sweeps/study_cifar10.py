@@ -4,7 +4,7 @@ into one results folder, so `novelty report results/study_cifar10 --score-rules`
 them by leave-one-class-out *within CIFAR-10* (class c's configuration chosen on the other
 nine CIFAR-10 classes). The MNIST-default configuration itself is in that folder too (the
 seed-0 rows of the former results/cifar10, copied by key). Screened on seed 0; a winner is
-confirmed on seed 1 (`--seeds 1 --index i`, i counting screen by screen, 10 classes each).
+confirmed on seed 1 (`novelty array-task <this file> --seeds 1 --index i`, i counting screen by screen, 10 classes each).
 
     python sweeps/study_cifar10.py --data-root /path/to/data --results results/study_cifar10
 """
