@@ -58,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(train, TrialConfig)
     add_dataclass_args(train, RunOptions)
     train.set_defaults(func=cmd_train)
+    from .compact import add_subcommand as add_compact
     from .launch import add_subcommands
 
     add_subcommands(sub)
+    add_compact(sub)
     return parser
 
 

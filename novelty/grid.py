@@ -103,7 +103,9 @@ class SweepOptions:
     """Command-line options of a sweep: where data and results are, and how to narrow it."""
 
     data_root: str = ""
-    """Folder holding the dataset (e.g. /path/to/data)."""
+    """Folder holding the dataset (e.g. /path/to/data; a quoted '~/data' is each node's home)."""
+    download: bool = False
+    """Let torchvision download MNIST / Fashion-MNIST / CIFAR-10 into --data-root where it is missing: on the driver before the sweep starts, and on each node its trials run on (needs a network there)."""
     results: str = ""
     """Results folder or URI (s3://, gs://, NFS path); default env NOVELTY_RESULTS, else runs/<sweep name> (git-ignored)."""
     cache_dir: str = field(default_factory=default_cache_dir)
@@ -140,8 +142,9 @@ class SweepOptions:
         """Trial options with local paths made absolute (Ray workers run in other folders)."""
         out = self.results_uri(sweep)
         out = out if "://" in out else str(Path(out).absolute())
-        return RunOptions(data_root=str(Path(self.data_root).absolute()) if self.data_root else "",
-                          cache_dir=str(Path(self.cache_dir).absolute()), out=out,
+        return RunOptions(data_root=str(Path(self.data_root).expanduser().absolute()) if self.data_root else "",
+                          download=self.download, cache_dir=str(Path(self.cache_dir).expanduser().absolute()),
+                          out=out,
                           sweep=sweep.name, progress=False, trace=self.trace, **kw)
 
     def resources(self, sweep: Sweep) -> Sweep:

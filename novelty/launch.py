@@ -13,12 +13,17 @@ from .errors import run_user_command
 from .grid import Sweep, SweepOptions, load_sweep
 
 
-def main(sweep: Sweep, argv: list[str] | None = None) -> int:
-    """Entry point of a sweep file: parse SweepOptions and run the sweep through Ray Tune."""
+def sweep_parser(sweep: Sweep) -> argparse.ArgumentParser:
+    """The command line of a sweep file: its SweepOptions."""
     parser = argparse.ArgumentParser(prog=f"sweep {sweep.name}",
                                      description=f"Run the {sweep.name!r} sweep through Ray Tune.")
     add_dataclass_args(parser, SweepOptions)
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(sweep: Sweep, argv: list[str] | None = None) -> int:
+    """Entry point of a sweep file: parse SweepOptions and run the sweep through Ray Tune."""
+    ns = sweep_parser(sweep).parse_args(argv)
     return run_user_command(lambda: run_with_ray(sweep, from_namespace(SweepOptions, ns)))
 
 

@@ -19,20 +19,29 @@ import torch
 from .data import Split
 
 MAD_FLOOR = 1e-8  # a flat image has no contrast to normalise: its deviation is floored, not divided by 0
+GCN_CHUNK = 256  # images normalised at a time: their float64 copy stays in cache (each image's own row: same values)
 
 
 def gcn(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> same shape: each image minus its mean, over its mean absolute deviation
-    (so each has mean 0 and mean |x| 1)."""
-    flat = x.flatten(1).double()  # (N, C*H*W)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    flat = flat / flat.abs().mean(dim=1, keepdim=True).clamp_min(MAD_FLOOR)
-    return flat.to(x.dtype).view_as(x)
+    """(N, C, H, W) -> same shape and dtype: each image minus its mean, over its mean absolute
+    deviation (so each has mean 0 and mean |x| 1), computed in float64, a chunk of images at
+    a time (each image's mean and deviation are reductions over its own row: the values are
+    those of the whole batch at once, bit for bit)."""
+    out = torch.empty(x.shape, dtype=x.dtype)
+    for src, dst in zip(x.flatten(1).split(GCN_CHUNK), out.flatten(1).split(GCN_CHUNK)):  # dst: views of out
+        flat = src.double()  # (chunk, C*H*W), a copy
+        flat -= flat.mean(dim=1, keepdim=True)
+        flat /= flat.abs().mean(dim=1, keepdim=True).clamp_min(MAD_FLOOR)
+        dst.copy_(flat)
+    return out
 
 
 def gcn_constants(train: torch.Tensor) -> tuple[float, float]:
     """The min-max constants of `gcn`'d normal training images: their smallest and largest pixel."""
-    g = gcn(train)
+    return _constants(gcn(train))
+
+
+def _constants(g: torch.Tensor) -> tuple[float, float]:
     return float(g.min()), float(g.max())
 
 
@@ -42,11 +51,12 @@ def apply_preprocess(split: Split, how: str) -> Split:
         return split
     if how != "gcn":
         raise ValueError(f"unknown preprocess {how!r}")  # TrialConfig validated it: our bug
-    lo, hi = gcn_constants(split.train)
+    train = gcn(split.train)  # normalised once: for the constants and as the train images
+    lo, hi = _constants(train)
     if not hi > lo:
         raise ValueError("gcn: the normal training images have no contrast at all (every pixel equal)")
 
-    def scale(x: torch.Tensor) -> torch.Tensor:  # into [-1, 1] by the train images' constants
-        return ((gcn(x) - lo) / (hi - lo) * 2.0 - 1.0).to(torch.float32)
+    def scale(g: torch.Tensor) -> torch.Tensor:  # gcn'd images into [-1, 1] by the train images' constants, in place
+        return g.sub_(lo).div_(hi - lo).mul_(2.0).sub_(1.0).to(torch.float32)
 
-    return dataclasses.replace(split, train=scale(split.train), val=scale(split.val), test=scale(split.test))
+    return dataclasses.replace(split, train=scale(train), val=scale(gcn(split.val)), test=scale(gcn(split.test)))

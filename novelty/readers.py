@@ -9,10 +9,12 @@ arrays), so a pickle planted in a data root cannot run code.
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import pickle
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -84,16 +86,48 @@ def _idx_file(raw: Path, stem: str) -> Path:
     raise DataError(f"missing {raw / stem} (looked for it and {stem}.gz)")
 
 
+DOWNLOAD_TIMEOUT = 120.0
+"""Seconds a --download waits on any one network read before it fails: a network that drops
+packets instead of refusing them would otherwise hang the trial."""
+
+
+def download_once(root: Path, name: str, fetch: Callable[[], object], done: Callable[[], bool]) -> None:
+    """Run `fetch` (torchvision's download of `name` into `root`) unless `done()`, one process at a
+    time per data root: the trials that start together on a node wait on a lock file in `root` and
+    find the files there. A stalled read fails after DOWNLOAD_TIMEOUT s; any failure is one DataError."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / ".novelty-download.lock", "a")
+    except OSError as exc:
+        raise DataError(f"--download: cannot write to the data root {root} ({exc})") from exc
+    with lock:  # closing the file releases the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done():
+            return
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+        try:
+            fetch()
+        except (OSError, RuntimeError) as exc:  # no network or name service, a timeout, every mirror failed, bad MD5
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DataError(f"--download could not fetch {name} into {root} ({reason}); on a machine without a "
+                            "network, put the files under --data-root instead (cluster/README.md)") from exc
+        finally:
+            socket.setdefaulttimeout(previous)
+
+
 def _mnist_like(root: Path, folder: str, tv_class: str, download: bool) -> list[Path]:
     raw = root / folder / "raw"
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     if download:
         import torchvision.datasets as tvd
 
-        for train in (True, False):
-            getattr(tvd, tv_class)(root=str(root), train=train, download=True)
+        def fetch() -> None:
+            for train in (True, False):
+                getattr(tvd, tv_class)(root=str(root), train=train, download=True)
+        download_once(root, folder, fetch, lambda: all((raw / s).exists() or (raw / f"{s}.gz").exists() for s in stems))
     if not raw.is_dir():
         raise DataError(f"no {folder} data under {root}: expected {raw} (pass --download where a network exists)")
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     return [_idx_file(raw, s) for s in stems]
 
 
@@ -165,13 +199,14 @@ def _decode_imagefolder(root: Path) -> ImageSet:
 
 def _cifar_pickles(root: Path, download: bool) -> list[Path] | None:
     folder = root / "cifar-10-batches-py"
-    if download and not folder.is_dir():
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    if download:
         import torchvision.datasets as tvd
 
-        tvd.CIFAR10(root=str(root), train=True, download=True)
+        download_once(root, "CIFAR-10", lambda: tvd.CIFAR10(root=str(root), train=True, download=True),
+                      lambda: all((folder / n).exists() for n in names))
     if not folder.is_dir():
         return None
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     missing = [n for n in names if not (folder / n).exists()]
     if missing:
         raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")

@@ -5,11 +5,15 @@ file://, s3://, gs://):
 
     rows/<key>.parquet     one row: the trial's config, AUC and run facts (DESIGN §3)
     scores/<key>.parquet   key, index, label, score, raw_score and the score's components
-                           (c_con, c_fea, c_lat; c_score for baselines) for every test image
+                           (c_con, c_fea, c_lat; c_score for baselines) for every test image,
+                           as `read_scores` returns them; stored without what derives from
+                           the rest and the row (`novelty.scorefiles`)
     trace/<key>.parquet    optional: one row per epoch, validation figures and ORACLE test AUCs
 
 Both are written to a hidden temporary name and moved into place, scores first, so a
 row's presence means the trial is complete, and a rerun overwrites instead of adding.
+Rows and scores are written zstd-compressed without Parquet statistics or pandas metadata
+(`ROW_META` marks such a row); files written before (Snappy, full score frames) read the same.
 """
 from __future__ import annotations
 
@@ -23,8 +27,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .config import LATER_FIELDS, first_line
+from .scorefiles import compact, expand, is_compact, write_options
 
 ROWS, SCORES, TRACE = "rows", "scores", "trace"
+ROW_META = {b"novelty.rows": b"2"}
 
 
 class ResultsError(RuntimeError):
@@ -66,11 +72,33 @@ def check_writable(uri: str) -> None:
             pass
 
 
+def row_table(row: pd.DataFrame) -> pa.Table:
+    """A trial's row (a one-row frame) as written: no pandas metadata (the frame has no index), `ROW_META`."""
+    return pa.Table.from_pandas(row, preserve_index=False).replace_schema_metadata(ROW_META)
+
+
+def table_options(table: pa.Table) -> dict:
+    """How a table is written: rows and compact scores small (zstd, no statistics), others as pyarrow does."""
+    if is_compact(table.schema):
+        return write_options(table)
+    if table.schema.metadata == ROW_META:
+        return {**write_options(table), "use_dictionary": False}  # one value a column: a dictionary only adds a page
+    return {}
+
+
+def _write_parquet(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
+    options = table_options(table)
+    with pq.ParquetWriter(path, table.schema, filesystem=fs, **options) as writer:
+        writer.write_table(table)
+        if options.get("store_schema") is False and table.schema.metadata:  # else only ARROW:schema carries it
+            writer.add_key_value_metadata(table.schema.metadata)
+
+
 def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
     parent, name = path.rsplit("/", 1)
     tmp = f"{parent}/.tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        pq.write_table(table, tmp, filesystem=fs)
+        _write_parquet(fs, table, tmp)
         fs.move(tmp, path)
     except BaseException:
         try:
@@ -85,12 +113,13 @@ def write_trial(uri: str, row: dict, scores: pd.DataFrame, trace: pd.DataFrame |
     A failure (full disk, lost bucket) leaves no partial file and raises ResultsError."""
     fs, base = open_store(uri)
     key = row["key"]
-    parts = ([(TRACE, trace)] if trace is not None else []) + [(SCORES, scores), (ROWS, pd.DataFrame([row]))]
+    parts = ([(TRACE, pa.Table.from_pandas(trace, preserve_index=False))] if trace is not None else []) + \
+        [(SCORES, compact(scores, row)), (ROWS, row_table(pd.DataFrame([row])))]
     written = []
     try:
-        for sub, frame in parts:
+        for sub, table in parts:
             fs.create_dir(f"{base}/{sub}", recursive=True)
-            _write_atomic(fs, pa.Table.from_pandas(frame, preserve_index=False), f"{base}/{sub}/{key}.parquet")
+            _write_atomic(fs, table, f"{base}/{sub}/{key}.parquet")
             written.append(f"{base}/{sub}/{key}.parquet")
     except (OSError, pa.ArrowException) as exc:
         for path in written:  # no trace or scores without their row
@@ -126,12 +155,16 @@ def delete_trial(uri: str, key: str) -> None:
             fs.delete_file(info.path)
 
 
-def _read_one(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
+def read_table(fs: pafs.FileSystem, path: str) -> pa.Table:
     try:
-        return pq.read_table(path, filesystem=fs).to_pandas()
+        return pq.read_table(path, filesystem=fs)
     except (OSError, pa.ArrowException) as exc:
         why = first_line(exc, 200)
         raise ResultsError(f"cannot read {path} ({why}); delete it (its trial reruns) or restore it") from exc
+
+
+def _read_one(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
+    return read_table(fs, path).to_pandas()
 
 
 def _read(uri: str, sub: str, keys: set[str] | None = None) -> pd.DataFrame:
@@ -153,8 +186,18 @@ def read_rows(uri: str) -> pd.DataFrame:
 
 
 def read_scores(uri: str, keys: set[str] | None = None) -> pd.DataFrame:
-    """Per-image scores (key, index, label, score, raw_score, c_*) of the given trials (default all)."""
-    return _read(uri, SCORES, keys)
+    """Per-image scores (key, index, label, score, raw_score, c_*) of the given trials (default all),
+    the same frame from either format; a compact file's derived columns come from its row."""
+    fs, _ = open_store(uri)
+    files = {k: p for k, p in sorted(_list(uri, SCORES).items()) if keys is None or k in keys}
+    tables = {k: read_table(fs, p) for k, p in files.items()}
+    row_files = _list(uri, ROWS) if any(is_compact(t.schema) for t in tables.values()) else {}
+    frames = []
+    for k, table in tables.items():
+        row = _read_one(fs, row_files[k]).iloc[0].to_dict() if is_compact(table.schema) and k in row_files else None
+        frames.append(expand(table, row))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def read_trace(uri: str, keys: set[str] | None = None) -> pd.DataFrame:

@@ -270,7 +270,7 @@ def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str,
     trials = sweep.trials(opts)
     fingerprints = {}
     for dataset in sorted({t.dataset for t in trials}):  # fail fast on bad data; warm the cache
-        data = load_imageset(dataset, opts.data_root, opts.cache_dir)
+        data = load_imageset(dataset, opts.data_root, opts.cache_dir, opts.download)  # --download: here first
         fingerprints[dataset] = data.fingerprint
         for t in trials:
             if t.dataset == dataset:

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, write_idx
-from novelty.data import DataError, load_imageset, one_class_split
+import novelty.data
+from conftest import REPO, SHARED_DATA, write_idx
+from novelty.data import _LOADED, DataError, fingerprint, load_imageset, one_class_split
 from novelty.readers import read_idx
+from novelty.results import read_rows
 
 
 def test_digits_protocol(tmp_path):
@@ -110,6 +112,46 @@ def test_shared_mnist_is_exact():
     ds = load_imageset("mnist", str(SHARED_DATA))
     assert ds.train_x.shape == (60000, 1, 32, 32) and ds.test_x.shape == (10000, 1, 32, 32)
     assert torch.bincount(ds.test_y).tolist()[:2] == [980, 1135]
+    committed = read_rows(str(REPO / "results" / "mnist"))["data_fingerprint"]
+    assert set(committed) == {ds.fingerprint}  # the fingerprint (every MNIST key's data part) never moves
+
+
+def test_the_fingerprint_is_cached_with_the_data(fake_imagefolder, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    first = load_imageset("imagefolder", str(fake_imagefolder), cache)
+    assert first.fingerprint == fingerprint(first)
+    _LOADED.clear()  # a new process: reads the cache file, hashes nothing
+
+    def no_hashing(ds):
+        raise AssertionError("fingerprint recomputed from a valid cache")
+
+    monkeypatch.setattr(novelty.data, "fingerprint", no_hashing)
+    second = load_imageset("imagefolder", str(fake_imagefolder), cache)
+    assert second.fingerprint == first.fingerprint and torch.equal(second.test_x, first.test_x)
+
+
+def test_a_process_reads_its_cache_once_but_checks_the_sources_every_time(fake_imagefolder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load_imageset("imagefolder", str(fake_imagefolder), str(cache))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the cache file read again")
+
+    monkeypatch.setattr(torch, "load", no_reading)
+    assert load_imageset("imagefolder", str(fake_imagefolder), str(cache)) is first
+    monkeypatch.undo()
+    # an image replaced in place (the folder's own mtime unchanged) is new data: new stamp, new fingerprint
+    from PIL import Image
+
+    img = fake_imagefolder / "test" / "dark" / "0000.png"
+    Image.fromarray(np.full((40, 40, 3), 255, np.uint8)).save(img)
+    os.utime(img, (time.time() + 5, time.time() + 5))
+    changed = load_imageset("imagefolder", str(fake_imagefolder), str(cache))
+    assert changed.fingerprint != first.fingerprint and len(list(cache.glob("imagefolder-*.pt"))) == 2
+    # a file added anywhere in the tree is noticed too
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(fake_imagefolder / "train" / "dark" / "extra.png")
+    grown = load_imageset("imagefolder", str(fake_imagefolder), str(cache))
+    assert len(grown.train_x) == len(first.train_x) + 1 and len(list(cache.glob("imagefolder-*.pt"))) == 3
 
 
 def _cifar_batches(root, n=20, planted=None):

@@ -19,7 +19,7 @@ from novelty.data import load_imageset, one_class_split
 from novelty.methods import MethodSpec, register, spec_for, variant_names
 from novelty.methods.base import Method
 from novelty.report import write_report
-from novelty.results import read_rows
+from novelty.results import read_rows, read_scores
 from novelty.trial import run_trial, trace_columns
 
 from conftest import Killed, die_after
@@ -50,7 +50,7 @@ def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_p
     by_hand = roc_auc_score(split.test_labels.numpy(),
                             (split.test.flatten(1).mean(1).double() - float(split.train.mean())).abs().numpy())
     assert rows.loc["toy", "method"] == "toy" and rows.loc["toy", "auc"] == pytest.approx(by_hand, abs=1e-12)
-    scores = pd.read_parquet(out / "scores" / f"{rows.loc['toy', 'key']}.parquet")
+    scores = read_scores(str(out), {rows.loc["toy", "key"]})
     assert scores["c_score"].notna().all() and scores["c_con"].isna().all()
     table = write_report(str(out), plots=False).tables["digits"]
     assert "ours: toy" in table.index and table.loc["ours: toy", "1"].endswith("(1)")
@@ -120,3 +120,19 @@ def test_a_registered_methods_losses_are_trace_columns():
     # its losses sit with the others, in its order, before the loop's figures; nothing else moves
     assert columns.index("loss_toy_a") + 1 == columns.index("loss_toy_b") < columns.index("d_reinits")
     assert tuple(c for c in columns if not c.startswith("loss_toy_")) == before
+
+
+def test_scoring_changes_no_value_and_restores_the_nan_fill():
+    """components() runs in inference mode without the NaN fill of torch.empty: the values of a
+    plain no_grad pass with the fill on, and the fill setting as it was, even after an error."""
+    split = one_class_split(load_imageset("digits"), "digits", 1, 0, 0.15)
+    method = spec_for("full").load()(TrialConfig(variant="full"), 1, torch.device("cpu"))
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    with torch.no_grad():
+        want = method._components(split.test, 256, False)
+    got = method.components(split.test)
+    assert all(torch.equal(got[c], want[c]) for c in want) and not got["fea"].requires_grad
+    assert torch.utils.deterministic.fill_uninitialized_memory == fill
+    with pytest.raises(RuntimeError):
+        method.components(split.test[:, :, :7])  # too small for the networks
+    assert torch.utils.deterministic.fill_uninitialized_memory == fill

@@ -9,7 +9,7 @@ import torch
 
 from novelty.config import ConfigError, TrialConfig
 from novelty.data import ImageSet, one_class_split
-from novelty.preprocess import apply_preprocess, gcn, gcn_constants
+from novelty.preprocess import GCN_CHUNK, MAD_FLOOR, apply_preprocess, gcn, gcn_constants
 
 
 def _imageset(seed: int = 0) -> ImageSet:
@@ -75,3 +75,33 @@ def test_preprocess_is_validated_and_none_keeps_old_keys():
     cfg = TrialConfig(dataset="cifar10")
     assert "preprocess" not in cfg._identity()  # rows written before the option keep their key
     assert dataclasses.replace(cfg, preprocess="gcn").key("abc") != cfg.key("abc")
+
+
+def _gcn_whole_batch(x: torch.Tensor) -> torch.Tensor:
+    """GCN as first written: the whole batch at once in float64, out of place."""
+    flat = x.flatten(1).double()
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    flat = flat / flat.abs().mean(dim=1, keepdim=True).clamp_min(MAD_FLOOR)
+    return flat.to(x.dtype).view_as(x)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunked_gcn_gives_the_whole_batch_values_bit_for_bit(threads):
+    """Chunks of GCN_CHUNK images, in place: the values of the first implementation, so trials
+    under --preprocess gcn train on the same inputs as before (their AUCs rerun bit for bit)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(3)
+        x = torch.randint(0, 256, (2 * GCN_CHUNK + 7, 3, 32, 32), generator=gen).float().div(127.5).sub(1.0)
+        x[5] = 0.25  # a flat image: its deviation is floored
+        assert torch.equal(gcn(x), _gcn_whole_batch(x))
+        split = one_class_split(_imageset(), "cifar10", 1, seed=0, val_fraction=0.2)
+        g = _gcn_whole_batch(split.train)
+        lo, hi = float(g.min()), float(g.max())
+        out = apply_preprocess(split, "gcn")
+        for got, images in ((out.train, split.train), (out.val, split.val), (out.test, split.test)):
+            want = ((_gcn_whole_batch(images) - lo) / (hi - lo) * 2.0 - 1.0).to(torch.float32)
+            assert torch.equal(got, want)
+    finally:
+        torch.set_num_threads(before)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from novelty.results import read_rows
+from novelty.results import read_rows, read_scores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,7 +188,7 @@ def test_stored_components_reproduce_the_score(tmp_path):
     for norm in ("none", "val", "ink"):
         assert _train(out, "--normal-class", "4", "--score-norm", norm).returncode == 0
     rows = read_rows(str(out)).set_index("key")
-    scores = pd.read_parquet(out / "scores")
+    scores = read_scores(str(out))
     for key, part in scores.groupby("key"):
         row = rows.loc[key]
         con, fea = part["c_con"].to_numpy(), part["c_fea"].to_numpy()

@@ -73,7 +73,7 @@ def test_scores_normalised_over_whole_test_set_not_per_batch(tmp_path):
     cfg = TrialConfig(normal_class=2, epochs=1)
     run = fit(Tian2020, cfg, RunOptions(progress=False), split, torch.device("cpu"), cfg.key(DIGITS))
     row = run_trial(cfg, _opts(tmp_path))
-    s = pd.read_parquet(tmp_path / "scores").sort_values("index")
+    s = read_scores(str(tmp_path)).sort_values("index")
     comps = run.method.components(split.test, batch=17)
     lam = cfg.score_lambda
     raw = (lam * comps["con"].double() + (1 - lam) * comps["fea"].double()).numpy()

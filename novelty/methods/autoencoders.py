@@ -19,7 +19,7 @@ from ..config import TrialConfig
 from ..distributed import sync_grads
 from ..losses import loss_con
 from ..models import Decoder, Encoder, Generator
-from .base import Method, init_weights
+from .base import Method, init_weights, scoring
 
 
 class VAENet(nn.Module):
@@ -82,10 +82,10 @@ class _AutoEncoder(Method):
         self.opt.step()
         return loss.detach().double().cpu().reshape(1)
 
-    @torch.no_grad()
     def components(self, x: torch.Tensor, batch: int = 256, train_mode: bool = False) -> dict[str, torch.Tensor]:
         self.net.train(train_mode)
-        out = [self.per_image(chunk.to(self.device)).cpu() for chunk in x.split(batch)]
+        with scoring():
+            out = [self.per_image(chunk.to(self.device)).cpu() for chunk in x.split(batch)]
         return {"score": torch.cat(out) if out else torch.zeros(0)}
 
 

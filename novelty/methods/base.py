@@ -11,12 +11,30 @@ loop draws; a pixel method (`trained = False`) fits once, as its one "epoch".
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..config import TrialConfig
 from ..models import weights_init
+
+
+@contextlib.contextmanager
+def scoring() -> Iterator[None]:
+    """Where `components` runs its forward passes: inference mode (no autograd bookkeeping at
+    all), and `torch.empty` without the NaN fill deterministic algorithms turn on (it guards
+    kernels that read memory they never wrote; no forward pass does: the training loop turns it
+    off for its steps too). Speed only: the same kernels, the same values, bit for bit."""
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def init_weights(module: nn.Module, seed: int) -> None:
@@ -70,7 +88,10 @@ class Method:
 
     # ---------------------------------------------------------------- scoring
     def components(self, x: torch.Tensor, batch: int = 256, train_mode: bool = False) -> dict[str, torch.Tensor]:
-        """Per-image score components of images `x`: {name: (N,)}, eval mode unless `train_mode`."""
+        """Per-image score components of images `x`: {name: (N,)}, eval mode unless `train_mode`,
+        in `scoring()`, `batch` images a forward pass. Keep `batch` as it is: with channel
+        attention a batch's size can move a score's last bits (the MLP's matrix product takes
+        another kernel for some sizes), so another default would change stored scores."""
         raise NotImplementedError
 
     def score(self, comps: dict[str, np.ndarray], stats: dict[str, float]) -> np.ndarray:

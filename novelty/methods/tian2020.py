@@ -17,7 +17,7 @@ from ..distributed import sync_grads
 from ..losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
 from ..models import Discriminator, Generator
 from ..scoring import mix
-from .base import Method, init_weights
+from .base import Method, init_weights, scoring
 
 D_COLLAPSE = 1e-5  # re-initialise D when its loss falls below this (GANomaly)
 
@@ -97,10 +97,13 @@ class Tian2020(Method):
             init_weights(self.D, self.cfg.seed + 7919 * (self.d_reinits + 2))
             self.d_reinits += 1
 
-    @torch.no_grad()
     def components(self, x: torch.Tensor, batch: int = 256, train_mode: bool = False) -> dict[str, torch.Tensor]:
         """{con, fea, lat, ink} per image: L_con, L_fea, GANomaly's latent distance
         (G_E(x) − G_E(x_hat))² through the same encoder (kept for study), and the image's ink."""
+        with scoring():
+            return self._components(x, batch, train_mode)
+
+    def _components(self, x: torch.Tensor, batch: int, train_mode: bool) -> dict[str, torch.Tensor]:
         G, D = self.G.train(train_mode), self.D.train(train_mode)
         out: dict[str, list[torch.Tensor]] = {c: [] for c in ("con", "fea", "lat", "ink")}
         for chunk in x.split(batch):
