@@ -1,7 +1,8 @@
 """Dataset readers: each turns the files of one dataset format into an ImageSet of uint8
 images (N, C, 32, 32) and int64 labels, checking every file for the shape and kind its slot
-needs before it is used. `READERS` maps a dataset name to (its files, a decoder); the files'
-sizes and mtimes key the cache (`novelty.data`).
+needs before it is used. `READERS` maps a dataset name to (its sources: files, or folders
+whose files all count; a decoder); the sources' paths, sizes and mtimes key the cache
+(`novelty.data.source_stamp`).
 
 Data files are data: the CIFAR-10 python batches are pickles, read with an unpickler that
 accepts only what that format holds (dicts, lists, strings, bytes, numbers and numpy
@@ -169,11 +170,12 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _imagefolder_files(root: Path) -> list[Path]:
+def _imagefolder_sources(root: Path) -> list[Path]:
+    """The tree's train/ and test/ folders (the cache's stamp walks them; decoding lists them)."""
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise DataError(f"{root} is not a split ImageFolder tree: missing {root / part}/")
-    return sorted(p for part in ("train", "test") for p in (root / part).rglob("*") if p.is_file())
+    return [root / "train", root / "test"]
 
 
 def _decode_imagefolder(root: Path) -> ImageSet:
@@ -318,11 +320,11 @@ def _cifar10(root: Path, download: bool):
     if pickles is not None:
         return pickles, lambda: _decode_cifar_pickles(pickles)
     tree = root / "cifar10-jpeg" if (root / "cifar10-jpeg").is_dir() else root
-    return _imagefolder_files(tree), lambda: _decode_imagefolder(tree)
+    return _imagefolder_sources(tree), lambda: _decode_imagefolder(tree)
 
 
 def _imagefolder(root: Path, download: bool):
-    return _imagefolder_files(root), lambda: _decode_imagefolder(root)
+    return _imagefolder_sources(root), lambda: _decode_imagefolder(root)
 
 
 def _coil100(root: Path, download: bool):
