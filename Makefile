@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test smoke clean
+.PHONY: venv run test smoke clean gpu-check
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ test: $(STAMP)
 ## A tiny-budget run of the sweep entry point (2 classes, 2 variants, 1 epoch) through Ray Tune.
 smoke: $(STAMP)
 	$(PY) sweeps/digits.py --smoke-test --results runs/smoke
+
+## The device check (bench/gpu_check.py): one JSON object, under 8 minutes on one GPU. It runs with
+## the Python that is there (GPU_PYTHON: .venv's if built, else python3) and installs nothing.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	PYTHONPATH=. $(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 ## Removes the environment and your own runs (runs/); the committed results/ stay.
 clean:

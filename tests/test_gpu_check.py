@@ -1,0 +1,47 @@
+"""bench/gpu_check.py, the device check, runs as `make gpu-check` would: from the checkout with
+PYTHONPATH=., installing nothing. Here only its CPU smoke mode (`--device cpu --tiny`) can run;
+on a GPU machine the same command without those options is the check itself."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+CHECK = [sys.executable, str(REPO / "bench" / "gpu_check.py")]
+
+
+def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([*CHECK, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def test_tiny_cpu_check_prints_every_figure(tmp_path):
+    done = _run(["--device", "cpu", "--tiny", "--at-once", "2", "--data-root", str(tmp_path / "no-data"),
+                 "--out", str(tmp_path / "check.json")], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert json.loads((tmp_path / "check.json").read_text()) == report
+    assert {"torch", "device", "device_name", "data", "trial_twice", "train_step", "packed", "projection",
+            "wall_s"} <= set(report)
+    assert report["data"]["kind"] == "synthetic"  # no CIFAR-10 under the data root: it says so
+    twice = report["trial_twice"]
+    assert len(twice["aucs"]) == 2 and all(0.0 <= a <= 1.0 for a in twice["aucs"])
+    assert twice["auc_difference"] == abs(twice["aucs"][0] - twice["aucs"][1]) == 0.0  # CPU: deterministic
+    assert twice["config"]["preprocess"] == "gcn" and twice["config"]["epochs"] == 1  # CIFAR-10's preset
+    rates = report["train_step"]["images_per_s"]
+    assert len(rates) == 2 and all(r > 0 for r in rates.values())
+    packed = report["packed"]
+    assert packed["how"] == "processes" and packed["trials"] == 4 and packed["devices"] == ["cpu"]
+    assert 1 <= packed["max_seen_at_once"] <= 2 and packed["trials_per_minute"] > 0
+    projection = report["projection"]
+    assert projection["trials"] == 800
+    assert abs(projection["minutes_on_one_device"] - 800 / packed["trials_per_minute"]) < 1e-6
+
+
+def test_asking_for_cuda_where_there_is_none_says_so():
+    done = _run(["--device", "cuda"], timeout=300)
+    assert done.returncode == 2
+    assert "sees no CUDA device" in json.loads(done.stdout)["error"]
