@@ -171,7 +171,10 @@ def test_array_job_matches_local_trials(slurm, job_env, local_aucs, tmp_path, ca
 
 def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     """Two ranks (gloo on CPU) under torchrun, as a ddp.sbatch job and as a plain
-    `srun torchrun`: world_size 2, within 0.01 AUC of one rank, and identical."""
+    `srun torchrun`: world_size 2, within 0.01 AUC of one rank, and identical. ddp.sbatch shares
+    the task's CPUs among the ranks (2 CPUs, 2 ranks: 1 thread each, not 2). That it hands
+    --cpus-per-task on to srun this one-node Slurm cannot show: without task binding
+    (task/none) a step gets the job's CPUs either way."""
     trial = ["--dataset", "digits", "--normal-class", "0", "--seed", "0", "--variant", "full",
              "--epochs", "1", "--batch-size", "64", "--device", "cpu", *as_flags(DDP_PINNED)]
     cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64, **DDP_PINNED)
@@ -183,7 +186,8 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     log = tmp_path / "ddp.out"
     proc = _sbatch(["--gpus-per-node=0", "--cpus-per-task=2", "cluster/slurm/ddp.sbatch", *trial,
                     "--out", str(batch_out)], {**job_env, "NPROC": "2"}, log)
-    _finish(proc, log)
+    _, text = _finish(proc, log)
+    assert "1 node(s) x 2 ranks, 2 CPUs per node, 1 thread(s) per rank" in text
 
     srun = ["srun", "--ntasks=1", "--cpus-per-task=2", "--time=10", f"--chdir={REPO}",
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -196,7 +200,7 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     for out in (batch_out, srun_out):
         rows = _rows(out)
         assert list(rows["key"]) == [key]
-        assert rows["world_size"].iloc[0] == 2
+        assert rows["world_size"].iloc[0] == 2 and rows["threads"].iloc[0] == 1
         aucs.append(float(rows["auc"].iloc[0]))
     assert aucs[0] == aucs[1], f"two 2-rank runs differ: {aucs}"
     assert abs(aucs[0] - local_aucs[key]) <= 0.01, (aucs, local_aucs[key])
