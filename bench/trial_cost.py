@@ -19,15 +19,18 @@ calls for it (exclusive times; nested phases are subtracted from their parents):
     build            fit() less its epochs, validation and checkpoints: building the networks
     train            the training epochs (the row's train_seconds)
     validate         scoring the normal validation images after each epoch
-    score            scoring the test split (the row's score_seconds)
+    score            Method.components on the test split
     write            checkpoints, the writability probe and the row/score files
-    other            the rest of run_trial's wall (row assembly, git rev-parse, ...)
+    other            the rest of run_trial (the AUC, row assembly, git rev-parse, ...)
 
-"fixed" is everything but train and score; the target is fixed <= 10% of the CIFAR-10
-trial's wall. Then, on the CIFAR-10 split, images/s per thread of scoring (eval mode, the
-scoring batch) beside a training step's and beside the forward passes a training step makes
-(train-mode BatchNorm, batch 64, no backward), with each one's forward GFLOP per image, so
-that a gap in images/s can be read as work per image or as speed per FLOP.
+Each phase is shown as wall time and as this process's CPU time (on a shared machine other
+processes' load stretches wall time unevenly; CPU time is what the trial itself costs).
+"fixed" is everything but train and score (validation counted in it); the target is fixed
+<= 10% of the CIFAR-10 trial's wall. Then, on the CIFAR-10 split, images per CPU second
+(= per thread) of scoring (eval mode, the scoring batch) beside a training step's and beside
+the forward passes a training step makes (train-mode BatchNorm, batch 64, no backward), with
+each one's GFLOP per image (torch's FlopCounterMode: convolutions and matmuls, backward
+included for the step), so that a gap in images/s reads as work per image or as speed per FLOP.
 """
 from __future__ import annotations
 
@@ -40,36 +43,46 @@ import tempfile
 import time
 from collections import defaultdict
 
-T_START = time.perf_counter()
 PHASES = ("import", "list files", "data", "fingerprint", "split+preprocess", "build", "train", "validate",
           "score", "write", "other")
 WORK = ("train", "score")
 
 
+def clocks() -> tuple[float, float]:
+    """(wall, CPU) seconds: CPU time is this process's, so other processes' load does not count."""
+    return time.perf_counter(), time.process_time()
+
+
 class Timer:
-    """Exclusive wall time per phase, by wrapping module attributes (undone by `restore`)."""
+    """Exclusive wall and CPU time per phase, by wrapping module attributes (undone by `restore`)."""
 
     def __init__(self) -> None:
-        self.t: dict[str, float] = defaultdict(float)
+        self.t: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         self.undo: list[tuple[object, str, object]] = []
         self.stack: list[str] = []
 
-    def wrap(self, owner: object, name: str, phase: str, item: bool = False) -> None:
+    def wrap(self, owner: object, name: str, phase: str, item: bool = False, outermost: bool = False) -> None:
+        """Time calls of owner.name (owner[name] with `item`) as `phase`; with `outermost`, only
+        calls made outside every other phase (Method.components: the test split's scoring, while
+        validation's calls stay in validate)."""
         if (name not in owner) if item else not hasattr(owner, name):  # type: ignore[operator]
             return  # not in this version of the code
         orig = owner[name] if item else getattr(owner, name)  # type: ignore[index]
 
         def timed(*args, **kwargs):
+            if outermost and self.stack:
+                return orig(*args, **kwargs)
             self.stack.append(phase)
-            t0 = time.perf_counter()
+            start = clocks()
             try:
                 return orig(*args, **kwargs)
             finally:
-                dt = time.perf_counter() - t0
+                spent = [b - a for a, b in zip(start, clocks())]
                 self.stack.pop()
-                self.t[phase] += dt
-                if self.stack:
-                    self.t[self.stack[-1]] -= dt  # exclusive: the parent does not count its child
+                for i, dt in enumerate(spent):
+                    self.t[phase][i] += dt
+                    if self.stack:
+                        self.t[self.stack[-1]][i] -= dt  # exclusive: the parent does not count its child
 
         if item:
             owner[name] = timed  # type: ignore[index]
@@ -87,11 +100,12 @@ class Timer:
 
 
 def timed_trial(cfg, opts) -> tuple[dict, dict]:
-    """Run one trial under the phase timers; returns (phases in seconds, its row)."""
+    """Run one trial under the phase timers; returns ({phase: [wall s, CPU s]}, its row)."""
     import novelty.data as data
     import novelty.loop as loop
     import novelty.readers as readers
     import novelty.trial as trial
+    from novelty import methods
 
     timer = Timer()
     timer.wrap(trial, "prepare_data", "data")
@@ -104,20 +118,20 @@ def timed_trial(cfg, opts) -> tuple[dict, dict]:
     timer.wrap(trial, "fit", "build")
     timer.wrap(loop, "train_epoch", "train")
     timer.wrap(loop, "validate", "validate")
+    timer.wrap(methods.spec_for(cfg.variant).load(), "components", "score", outermost=True)
     for name in ("save_checkpoint", "load_checkpoint"):
         timer.wrap(loop, name, "write")
     timer.wrap(trial, "write_trial", "write")
     timer.wrap(trial, "check_writable", "write")
-    t0 = time.perf_counter()
+    start = clocks()
     try:
         row = trial.run_trial(cfg, opts)
     finally:
         timer.restore()
-    wall = time.perf_counter() - t0
-    t = dict(timer.t)
-    t["score"] = row["score_seconds"]
-    t["other"] = wall - sum(t.values())  # run_trial's own lines, and score_seconds' part of it
-    t["wall"] = wall
+    total = [b - a for a, b in zip(start, clocks())]
+    t = {k: list(v) for k, v in timer.t.items()}
+    t["other"] = [total[i] - sum(v[i] for v in t.values()) for i in (0, 1)]  # run_trial's own lines
+    t["wall"] = total
     return t, row
 
 
@@ -140,11 +154,11 @@ def throughput(cfg, opts, n_images: int) -> dict:
     x_test, x_train = split.test[:n_images], split.train[: (n_images // 64) * 64]
     train_epoch(run, cfg, x_train[:128], device, False)  # warm-up (and channels-last weights)
 
-    def rate(fn, images: int) -> float:
+    def rate(fn, images: int) -> float:  # per CPU second of this process: images/s per thread
         fn()  # warm-up
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        return images / (time.perf_counter() - t0)
+        return images / (time.process_time() - t0)
 
     def flops(fn, images: int) -> float:
         with FlopCounterMode(display=False) as counter:
@@ -169,7 +183,7 @@ def throughput(cfg, opts, n_images: int) -> dict:
 
 def child(case: str, args: argparse.Namespace) -> dict:
     """One case in this (fresh) process: import, the trial alone, a second trial, throughput."""
-    t0 = time.perf_counter()
+    start = clocks()
     import torch
 
     torch.set_num_threads(1)
@@ -180,15 +194,15 @@ def child(case: str, args: argparse.Namespace) -> dict:
     preset = PRESETS["cifar10"] if case == "cifar10" else {}
     cfgs = [TrialConfig(dataset=case, normal_class=k, seed=0, variant="full", **preset) for k in (0, 1)]
     methods.spec_for("full").load()
-    imported = time.perf_counter() - t0
-    out: dict = {"case": case, "import_from_start": time.perf_counter() - T_START}
+    imported = [b - a for a, b in zip(start, clocks())]
+    out: dict = {"case": case}
     with tempfile.TemporaryDirectory(prefix="trial_cost-") as tmp:
         opts = RunOptions(data_root=args.data_root, cache_dir=args.cache_dir, out=tmp, threads=1,
                           progress=False, sweep="bench")
         for name, cfg in zip(("alone", "in a sweep"), cfgs):
             t, row = timed_trial(cfg, opts)
-            t["import"] = imported if name == "alone" else 0.0
-            t["wall"] += t["import"]
+            t["import"] = imported if name == "alone" else [0.0, 0.0]
+            t["wall"] = [a + b for a, b in zip(t["wall"], t["import"])]
             out[name] = {"phases": t, "auc": row["auc"], "key": row["key"], "class": cfg.normal_class}
         if case == "cifar10" and args.throughput_images > 0:
             out["throughput"] = throughput(cfgs[0], opts, args.throughput_images)
@@ -196,20 +210,24 @@ def child(case: str, args: argparse.Namespace) -> dict:
 
 
 def print_case(res: dict) -> None:
-    print(f"\n== {res['case']}: 1 thread; 'in a sweep' = a second trial (class 1) in the same process")
+    print(f"\n== {res['case']}: 1 thread; 'in a sweep' = a second trial (class 1) in the same process; "
+          "CPU = this process's CPU time (the machine's other load does not count)")
     runs = [k for k in ("alone", "in a sweep") if k in res]
-    print(f"{'phase':<18}" + "".join(f"{k + ' s':>14}{'share':>8}" for k in runs))
+    print(f"{'':<18}" + "".join(f"{k:^32}" for k in runs))
+    print(f"{'phase':<18}" + f"{'wall s':>8}{'share':>8}{'CPU s':>8}{'share':>8}" * len(runs))
     for phase in (*PHASES, "fixed", "wall"):
         cells = []
         for k in runs:
             t = res[k]["phases"]
-            v = t["wall"] - sum(t[w] for w in WORK) if phase == "fixed" else t.get(phase, 0.0)
-            cells.append(f"{v:>14.2f}{100 * v / t['wall']:>7.1f}%")
+            for i in (0, 1):
+                total = t["wall"][i]
+                v = total - sum(t[w][i] for w in WORK) if phase == "fixed" else t.get(phase, [0.0, 0.0])[i]
+                cells.append(f"{v:>8.2f}{100 * v / total:>7.1f}%")
         print(f"{phase:<18}" + "".join(cells))
     for k in runs:
         print(f"{k}: class {res[k]['class']} key {res[k]['key']} AUC {res[k]['auc']!r}")
     for name, (ips, gflop) in res.get("throughput", {}).items():
-        print(f"{name:<52} {ips:>8.1f} img/s/thread  {gflop:6.3f} GFLOP/img  {ips * gflop:6.2f} GFLOP/s")
+        print(f"{name:<56} {ips:>7.1f} img/s/thread {gflop:6.3f} GFLOP/img {ips * gflop:6.2f} GFLOP/s")
 
 
 def main(argv: list[str] | None = None) -> int:

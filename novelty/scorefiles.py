@@ -35,7 +35,6 @@ from .scoring import minmax, mix
 
 META = b"novelty.scores"
 FORMAT = 2
-DERIVABLE = ("key", "index", "raw_score", "score")
 WRITE_OPTIONS = {"compression": "zstd", "compression_level": 19, "write_statistics": False, "store_schema": False}
 """pyarrow.parquet.write_table options of a compact file (scores and rows); floats add BYTE_STREAM_SPLIT."""
 

@@ -192,7 +192,7 @@ def test_pandas_reads_a_folder_mixing_methods_with_every_column(tmp_path):
     assert {"kde_bandwidth", "val_con_mean", "final_loss_d", "method"} <= set(rows.columns) and len(rows) == 2
     assert rows.set_index("method").loc["kde", "kde_bandwidth"] > 0
     assert rows.set_index("method").loc["tian2020", "val_con_mean"] > 0
-    scores = read_scores(str(tmp_path))
+    scores = pd.read_parquet(tmp_path / "scores")  # compact files too: key, label and every component
     assert {"c_con", "c_fea", "c_lat", "c_score"} <= set(scores.columns)
     assert scores.groupby("key")["c_con"].apply(lambda s: s.notna().any()).sum() == 1
     trace = pd.read_parquet(tmp_path / "trace")
