@@ -7,7 +7,10 @@ base = DAE + D; entropy = + L_inf; cam = + CAM (the paper skipped it); full = bo
     python sweeps/ablation.py --data-root /path/to/data --seeds 0,1,2,3,4 --results results/ablation
 
 (the second writes into the reference set results/ablation, which holds these 200 trials; /path/to/data holds
-cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/)
+cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/). The whole grid on the cloud GPU cluster
+(cluster/README.md; --download: each node fetches CIFAR-10 once, '~' quoted is each node's home):
+
+    ray submit cluster/gpu.yaml sweeps/ablation.py -- --data-root '~/data' --download
 """
 from novelty.config import PRESETS
 from novelty.methods import VARIANTS

@@ -4,7 +4,13 @@
     python sweeps/cifar10.py --data-root /path/to/data --seeds 0,1 --variants full,base --results results/cifar10
 
 (the second is how the reference set results/cifar10 was made; /path/to/data holds
-cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/). On a Ray cluster: cluster/README.md.
+cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/; --download fetches the former with
+torchvision where a network exists). On the cloud GPU cluster (cluster/README.md):
+
+    ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root '~/data' --download
+
+(the head downloads CIFAR-10 while planning, each worker once before its first trial; '~' quoted
+means each node's home).
 """
 from novelty.config import PRESETS
 from novelty.methods import VARIANTS

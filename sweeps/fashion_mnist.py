@@ -1,6 +1,7 @@
 """Fashion-MNIST: 10 normal classes x 5 seeds, the paper's method (full).
 
     python sweeps/fashion_mnist.py --data-root DATA  (torchvision layout: DATA/FashionMNIST/raw)
+    python sweeps/fashion_mnist.py --data-root DATA --download   # fetches it there first (needs a network)
 """
 from novelty.grid import Sweep
 from novelty.launch import main

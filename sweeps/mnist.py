@@ -4,7 +4,7 @@
     python sweeps/mnist.py --data-root /path/to/data --seeds 0,1 --variants full,base --trace --results results/mnist
 
 (the second is how the reference set results/mnist was made; /path/to/data holds MNIST/raw/ in
-torchvision's layout, or add --download)
+torchvision's layout, or add --download where a network exists)
 """
 from novelty.grid import Sweep
 from novelty.launch import main
