@@ -88,7 +88,7 @@ def trial_twice(data_root: str, cache: str, work: Path, device: str) -> dict:
     from novelty.config import RunOptions
 
     cfg = preset_trial()
-    runs = [one_trial((cfg, RunOptions(data_root=data_root, cache_dir=cache, out=str(work / f"twice{i}"),
+    runs = [one_trial((cfg, RunOptions(data_root=data_root, cache_dir=cache, results=str(work / f"twice{i}"),
                                        device=device, progress=False))) for i in range(2)]
     return {"config": dataclasses.asdict(cfg), "aucs": [r["auc"] for r in runs],
             "walls_s": [round(r["wall_s"], 3) for r in runs], "train_seconds": [r["train_seconds"] for r in runs],
@@ -157,7 +157,7 @@ def packed(data_root: str, cache: str, work: Path, device: str, at_once: int, cl
     else:
         import multiprocessing as mp
 
-        jobs = [(c, RunOptions(data_root=data_root, cache_dir=cache, out=str(out), device=device,
+        jobs = [(c, RunOptions(data_root=data_root, cache_dir=cache, results=str(out), device=device,
                                threads=cpus, progress=False)) for c in cfgs]
         with ProcessPoolExecutor(at_once, mp_context=mp.get_context("spawn")) as pool:
             rows = list(pool.map(one_trial, jobs))

@@ -44,7 +44,7 @@ def make_sweep(args: argparse.Namespace) -> Sweep:
 def plain_trial(cfg: TrialConfig, out: str, cache: str) -> float:
     """One trial as the driver runs it (1 thread, per-epoch checkpoint, row written); seconds."""
     t0 = time.perf_counter()
-    run_trial(cfg, RunOptions(out=out, cache_dir=cache, sweep="overhead", device="cpu", threads=1, progress=False))
+    run_trial(cfg, RunOptions(results=out, cache_dir=cache, sweep="overhead", device="cpu", threads=1, progress=False))
     return time.perf_counter() - t0
 
 

@@ -197,7 +197,7 @@ def child(case: str, args: argparse.Namespace) -> dict:
     imported = [b - a for a, b in zip(start, clocks())]
     out: dict = {"case": case}
     with tempfile.TemporaryDirectory(prefix="trial_cost-") as tmp:
-        opts = RunOptions(data_root=args.data_root, cache_dir=args.cache_dir, out=tmp, threads=1,
+        opts = RunOptions(data_root=args.data_root, cache_dir=args.cache_dir, results=tmp, threads=1,
                           progress=False, sweep="bench")
         for name, cfg in zip(("alone", "in a sweep"), cfgs):
             t, row = timed_trial(cfg, opts)

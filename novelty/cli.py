@@ -1,15 +1,36 @@
 """`novelty` command line: train one trial, run a sweep, report a results folder.
 
 Every option comes from the frozen dataclasses in `novelty.config` and `novelty.grid`,
-so `novelty <command> --help` is the documentation.
+so `novelty <command> --help` is the documentation. Every command names its results
+folder --results. Every image becomes C×32×32 (3×32×32 for colour datasets: ImageFolder,
+CIFAR-10, COIL-100; 1×32×32 for MNIST, Fashion-MNIST and digits): the networks are built
+for 32×32 inputs, so there is no image-size option.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .config import PRESETS, RunOptions, TrialConfig, add_dataclass_args, from_namespace
-from .errors import run_user_command
+from . import __version__, git_commit
+from .config import PRESETS, DeprecatedAlias, RunOptions, TrialConfig, add_dataclass_args, from_namespace
+from .errors import exit_codes_help, run_user_command
+
+
+def version() -> str:
+    """The package version, and the git commit of its source when it runs from a git checkout."""
+    commit = git_commit()
+    return f"novelty {__version__}" + (f" (git {commit[:12]})" if commit else "")
+
+
+class _Version(argparse.Action):
+    """--version, computed only when asked (reading the commit runs git)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kw.get("help"))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
 
 
 def _normal_class(ns: argparse.Namespace, opts: RunOptions) -> dict:
@@ -42,21 +63,25 @@ def cmd_train(ns: argparse.Namespace) -> int:
             dist.destroy_process_group()
     if row is not None:
         print(f"{row['run_name']}  AUC {row['auc']:.4f}  ({row['train_seconds']:.1f}s training, "
-              f"{row['images_per_second']:.0f} img/s, world_size {row['world_size']})  -> {opts.out}")
+              f"{row['images_per_second']:.0f} img/s, world_size {row['world_size']})  -> {opts.results}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="novelty", description=__doc__,
+    parser = argparse.ArgumentParser(prog="novelty", description=__doc__, epilog=exit_codes_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version, help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train and score one trial; write its Parquet row",
-                           description="Train one trial (Tian et al.) and write its row and per-image scores.")
+                           description="Train one trial (Tian et al.) and write its row and per-image scores "
+                                       "under --results. Images become C×32×32 (3×32×32 in colour).",
+                           epilog=exit_codes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--preset", choices=sorted(PRESETS), default="",
                        help="start from a named set of values (paper: the paper's stated choices and the "
                             "provisional open knobs); options given explicitly still win")
     add_dataclass_args(train, TrialConfig)
     add_dataclass_args(train, RunOptions)
+    train.add_argument("--out", dest="results", action=DeprecatedAlias, new="--results")
     train.set_defaults(func=cmd_train)
     from .compact import add_subcommand as add_compact
     from .launch import add_subcommands

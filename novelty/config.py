@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,8 @@ class RunOptions:
     """Let torchvision download MNIST / Fashion-MNIST / CIFAR-10 into data_root."""
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
     """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
-    out: str = "runs/scratch"
-    """Results folder or URI (pyarrow.fs: s3://..., gs://..., file://...)."""
+    results: str = "runs/scratch"
+    """Results folder or URI (pyarrow.fs: s3://..., gs://..., file://...): rows/, scores/ and checkpoints/ go there."""
     sweep: str = "cli"
     """Sweep name written in the result row."""
     device: str = "auto"
@@ -182,7 +183,7 @@ class RunOptions:
     threads: int = 0
     """Torch CPU threads (0 = torch's default)."""
     checkpoint_dir: str = ""
-    """Folder of per-epoch checkpoints (default: <out>/checkpoints/<key> when out is local)."""
+    """Folder of per-epoch checkpoints (default: <results>/checkpoints/<key> when the results folder is local)."""
     progress: bool = True
     """Show a progress bar per epoch."""
     trace: bool = False
@@ -223,6 +224,41 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option, hidden from --help: it sets the new option's value and prints
+    a one-line note naming the new spelling (`novelty train --out X` -> --results X)."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        self.new = new
+        kw.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"novelty: note: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+class Refused(argparse.Action):
+    """An option that exists elsewhere but that this command would ignore: refused, in one line
+    that names it and says why (`novelty array-task --ray-address`)."""
+
+    def __init__(self, option_strings, dest, why: str, **kw):
+        self.why = why
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} does not apply here: {self.why}")
+
+
+def refuse_dataclass_args(parser: argparse.ArgumentParser, cls: type, names: tuple[str, ...], why: str) -> None:
+    """Refuse the `--field-name` options of `cls`'s fields `names` (and --no-field-name of a bool)."""
+    hints = get_type_hints(cls)
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        flags = [flag, "--no-" + flag[2:]] if hints[name] is bool else [flag]
+        parser.add_argument(*flags, dest=f"_refused_{name}", action=Refused, why=why)
 
 
 def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any], **overrides: Any):

@@ -1,4 +1,5 @@
-"""The errors a user can cause, and how every entry point reports them: one line, exit 2.
+"""The errors a user can cause, and how every entry point reports them: one line on stderr and
+an exit status that says which kind of error it was (EXIT_CODES, listed in `novelty --help`).
 Torch-free, so `novelty report` and the sweep driver import it without a network."""
 from __future__ import annotations
 
@@ -37,10 +38,36 @@ def stop_on_sigterm() -> None:
 USER_ERRORS = (ConfigError, DataError, ResultsError, TrainingDiverged, CheckpointError, FileNotFoundError,
                PermissionError)
 
+EXIT_CODES = (
+    (0, "success"),
+    (1, "a sweep finished with trials that ended without a row (see their FAILED lines; rerun to retry)"),
+    (2, "usage or configuration error: an unknown option, a bad value, a sweep file that does not load"),
+    (3, "data error: a dataset missing, incomplete or corrupt, a file or folder not found or not readable"),
+    (4, "a trial diverged: a loss became NaN or infinite"),
+    (5, "results store error: the results folder or a checkpoint cannot be read or written"),
+    (130, "interrupted (Ctrl+C); completed trials are kept"),
+    (143, "stopped by SIGTERM (Slurm's time limit, scancel); completed trials are kept"),
+)
+"""Every exit status of `novelty` and of a sweep file, and what it means."""
+# Which exit status each user error ends with; the first match wins.
+_EXIT_OF = ((ConfigError, 2), (DataError, 3), (FileNotFoundError, 3), (PermissionError, 3),
+            (TrainingDiverged, 4), (ResultsError, 5), (CheckpointError, 5))
+
+
+def exit_codes_help() -> str:
+    """EXIT_CODES as the epilog of `--help`."""
+    return "exit status:\n" + "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status a user error ends with (EXIT_CODES)."""
+    return next((code for kind, code in _EXIT_OF if isinstance(exc, kind)), 2)
+
 
 def run_user_command(fn) -> int:
-    """Run fn(); a mistake the user can fix ends as one line on stderr and exit status 2; SIGTERM
-    as one line and exit status 143 (128 + 15, as a shell reports a process it ended)."""
+    """Run fn(); a mistake the user can fix ends as one line on stderr and the exit status of its
+    kind (EXIT_CODES); SIGTERM as one line and exit status 143 (128 + 15, as a shell reports a
+    process it ended); Ctrl+C as one line and 130."""
     stop_on_sigterm()
     try:
         return fn()
@@ -50,7 +77,7 @@ def run_user_command(fn) -> int:
         return 143
     except USER_ERRORS as exc:
         print(f"novelty: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("novelty: interrupted; completed trials are kept, rerun the same command to resume",
               file=sys.stderr)

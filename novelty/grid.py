@@ -78,10 +78,14 @@ class Sweep:
             for name, text in (("normal_class", opts.classes), ("seed", opts.seeds), ("variant", opts.variants)):
                 if text:
                     kind = str if name == "variant" else int
-                    try:
-                        grid[name] = [kind(v) for v in text.split(",") if v.strip()]
-                    except ValueError as exc:
-                        raise ConfigError(f"--{name.replace('_', '-')}s: {exc}") from exc
+                    values = [v.strip() for v in text.split(",") if v.strip()]
+                    if name == "normal_class" and any(not v.lstrip("-").isdigit() for v in values):
+                        grid[name] = self._class_indices(values, opts, grid, fixed, screens)
+                    else:
+                        try:
+                            grid[name] = [kind(v) for v in values]
+                        except ValueError as exc:
+                            raise ConfigError(f"--{name.replace('_', '-')}s: {exc}") from exc
                     fixed.pop(name, None)
             if opts.epochs:
                 grid.pop("epochs", None)
@@ -96,6 +100,20 @@ class Sweep:
         if not trials:
             raise ConfigError(f"sweep {self.name!r} has no trials (an empty value list in its grid or options)")
         return trials
+
+    def _class_indices(self, values: list[str], opts: "SweepOptions", grid: dict, fixed: dict,
+                       screens: list[dict]) -> list[int]:
+        """--classes as numbers or class folder names (ImageFolder: --classes good,cut), each name
+        resolved against the sweep's one dataset, loaded (and cached) as its trials will load it."""
+        datasets = set(grid.get("dataset", [fixed.get("dataset", TrialConfig.dataset)]))
+        datasets |= {s["dataset"] for s in screens if "dataset" in s}
+        if len(datasets) != 1:
+            raise ConfigError(f"--classes {','.join(values)}: class names need a sweep over one dataset "
+                              f"(this one runs {', '.join(sorted(datasets))}); give class numbers")
+        from .data import class_index, load_imageset  # torch, only when a class is named
+
+        data = load_imageset(datasets.pop(), opts.data_root, opts.cache_dir, opts.download)
+        return [class_index(data, v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ class SweepOptions:
     epochs: int = 0
     """Override every trial's epochs (0 = the sweep's)."""
     classes: str = ""
-    """Comma-separated normal classes to run (default: the sweep's)."""
+    """Comma-separated normal classes to run, as numbers or, where the dataset names them (ImageFolder), as class folder names: --classes good (default: the sweep's)."""
     seeds: str = ""
     """Comma-separated seeds to run (default: the sweep's)."""
     variants: str = ""
@@ -140,11 +158,11 @@ class SweepOptions:
 
     def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
         """Trial options with local paths made absolute (Ray workers run in other folders)."""
-        out = self.results_uri(sweep)
-        out = out if "://" in out else str(Path(out).absolute())
+        results = self.results_uri(sweep)
+        results = results if "://" in results else str(Path(results).absolute())
         return RunOptions(data_root=str(Path(self.data_root).expanduser().absolute()) if self.data_root else "",
                           download=self.download, cache_dir=str(Path(self.cache_dir).expanduser().absolute()),
-                          out=out,
+                          results=results,
                           sweep=sweep.name, progress=False, trace=self.trace, **kw)
 
     def resources(self, sweep: Sweep) -> Sweep:

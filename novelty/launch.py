@@ -8,15 +8,22 @@ import argparse
 import os
 import sys
 
-from .config import ConfigError, add_dataclass_args, from_namespace
-from .errors import run_user_command
+from .config import ConfigError, DeprecatedAlias, add_dataclass_args, from_namespace, refuse_dataclass_args
+from .errors import exit_codes_help, run_user_command
 from .grid import Sweep, SweepOptions, load_sweep
+
+# SweepOptions an array task has no use for: it runs one trial in this process, without Ray
+NOT_IN_ARRAY_TASKS = ("ray_address", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "ranks_per_trial",
+                      "report")
+NOT_IN_ARRAY_TASKS_WHY = ("an array task runs one trial in this process, without Ray (its CPUs and GPUs are the "
+                          "Slurm task's; render the tables with `novelty report` once the array is done)")
 
 
 def sweep_parser(sweep: Sweep) -> argparse.ArgumentParser:
     """The command line of a sweep file: its SweepOptions."""
     parser = argparse.ArgumentParser(prog=f"sweep {sweep.name}",
-                                     description=f"Run the {sweep.name!r} sweep through Ray Tune.")
+                                     description=f"Run the {sweep.name!r} sweep through Ray Tune.",
+                                     epilog=exit_codes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, SweepOptions)
     return parser
 
@@ -66,7 +73,7 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
     cfg = trials[index]
     run = opts.run_options(sweep)  # progress is already off
     _, key = prepare_data(cfg, run)
-    if key in existing_keys(run.out):
+    if key in existing_keys(run.results):
         print(f"trial {index} ({cfg.variant}, class {cfg.normal_class}, seed {cfg.seed}, key {key}) "
               "already has a row; nothing to do")
         return 0
@@ -78,29 +85,44 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
 def _cmd_report(ns: argparse.Namespace) -> int:
     from .report import write_report
 
-    write_report(ns.results_dir, out_dir=ns.out or None, plots=ns.plots, score_rules=ns.score_rules)
+    old = getattr(ns, "results_dir", None)
+    if old:
+        print("novelty: note: a positional RESULTS_DIR is deprecated; use --results RESULTS_DIR", file=sys.stderr)
+        if ns.results and ns.results != old:
+            raise ConfigError(f"two results folders given ({old} and --results {ns.results}); give --results only")
+    results = ns.results or old
+    if not results:
+        raise ConfigError("novelty report needs the results folder: --results DIR (e.g. --results runs/digits)")
+    write_report(results, out_dir=ns.tables or None, plots=ns.plots, score_rules=ns.score_rules)
     return 0
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    common = {"epilog": exit_codes_help(), "formatter_class": argparse.RawDescriptionHelpFormatter}
     sweep = sub.add_parser("sweep", help="run a sweep file through Ray Tune",
-                           description="Run the grid of a sweep file through Ray Tune; trials with a row are skipped.")
+                           description="Run the grid of a sweep file through Ray Tune; trials with a row are skipped.",
+                           **common)
     sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
     add_dataclass_args(sweep, SweepOptions)
     sweep.set_defaults(func=_cmd_sweep)
 
     array = sub.add_parser("array-task", help="run one trial of a sweep without Ray (Slurm job arrays)",
-                           description="Run trial SLURM_ARRAY_TASK_ID (or --index) of a sweep file, no Ray.")
+                           description="Run trial SLURM_ARRAY_TASK_ID (or --index) of a sweep file, no Ray.",
+                           **common)
     array.add_argument("sweep_file", help="a sweep file, e.g. sweeps/digits.py")
     array.add_argument("--index", type=int, default=-1, help="trial index (default: $SLURM_ARRAY_TASK_ID)")
     array.add_argument("--count", action="store_true", help="print the number of trials and exit")
-    add_dataclass_args(array, SweepOptions)
+    add_dataclass_args(array, SweepOptions, skip=NOT_IN_ARRAY_TASKS)
+    refuse_dataclass_args(array, SweepOptions, NOT_IN_ARRAY_TASKS, NOT_IN_ARRAY_TASKS_WHY)
     array.set_defaults(func=_cmd_array_task)
 
     report = sub.add_parser("report", help="rebuild mean ± std tables and plots from a results folder",
-                            description="Read every row under RESULTS_DIR; write tables (Markdown, CSV, LaTeX) and plots.")
-    report.add_argument("results_dir", help="results folder or URI")
-    report.add_argument("--out", default="", help="where to write tables (default: RESULTS_DIR/tables)")
+                            description="Read every row under --results; write tables (Markdown, CSV, LaTeX) and "
+                                        "plots under --tables.", **common)
+    report.add_argument("--results", default="", help="results folder or URI (the --results of train and sweep)")
+    report.add_argument("--tables", default="", help="where to write tables and plots (default: <results>/tables)")
+    report.add_argument("results_dir", nargs="?", default="", help=argparse.SUPPRESS)  # deprecated: --results
+    report.add_argument("--out", dest="tables", action=DeprecatedAlias, new="--tables")
     report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="also draw PNG plots")
     report.add_argument("--score-rules", action="store_true",
                         help="let leave-one-class-out also choose the score rule (mix lambda x component scale), "

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import platform
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import torch
 
 from . import __version__, methods
+from . import git_commit as _git_commit
 from .config import ConfigError, RunOptions, TrialConfig
 from .data import ImageSet, check_trainable, load_imageset, one_class_split
 from .distributed import pick_device, rank_device, world
@@ -22,15 +22,6 @@ from .loop import EpochCallback, fit, stats_of
 from .preprocess import apply_preprocess
 from .results import check_writable, is_local, open_store, write_trial
 from .scoring import scores_of
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def cpu_model() -> str:
@@ -79,8 +70,8 @@ def default_checkpoint(key: str, opts: RunOptions) -> Path | None:
     """Where the trial's per-epoch checkpoint lives (None: results are remote and none was given)."""
     if opts.checkpoint_dir:
         return Path(opts.checkpoint_dir) / key / "checkpoint.pt"
-    if is_local(opts.out):
-        _, base = open_store(opts.out)
+    if is_local(opts.results):
+        _, base = open_store(opts.results)
         return Path(base) / "checkpoints" / key / "checkpoint.pt"
     return None
 
@@ -114,7 +105,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
     started = _now()
     rank, n_ranks = world()
     if write and rank == 0:
-        check_writable(opts.out)
+        check_writable(opts.results)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
     device = rank_device(pick_device(opts.device))
@@ -176,7 +167,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
             columns = trace_columns()
             trace = trace.reindex(columns=[*columns, *(c for c in trace if c not in columns)])
             trace = trace.astype({c: float for c in columns}).assign(key=key)
-        write_trial(opts.out, row, frame, trace)
+        write_trial(opts.results, row, frame, trace)
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()  # the row is the result; the checkpoint was only for resuming
             try:

@@ -142,7 +142,7 @@ def test_retry_resumes_from_tune_checkpoint_on_s3(sim, tmp_path):
     row = read_rows(uri).iloc[0]
     assert row["key"] == cfg.key(digits_fingerprint()) and row["epochs_run"] == 2
     assert row["resumed_from_epoch"] == 1  # restored from the checkpoint Tune kept in the bucket
-    plain = run_trial(cfg, RunOptions(out=str(tmp_path / "plain"), progress=False, device="cpu",
+    plain = run_trial(cfg, RunOptions(results=str(tmp_path / "plain"), progress=False, device="cpu",
                                       threads=int(row["threads"])))
     assert row["auc"] == plain["auc"]  # resumed, it ends where an uninterrupted trial ends
     assert len(read_scores(uri)) == row["n_test"]
@@ -201,6 +201,6 @@ def test_a_lost_worker_s_trials_resume_elsewhere_to_the_same_table(sim, tmp_path
     assert survivors and rows["resumed_from_epoch"].max() >= 1  # at least one trial went on from a checkpoint
     for cfg in sweep.trials():
         row = rows[rows["normal_class"] == cfg.normal_class].iloc[0]
-        plain = run_trial(cfg, RunOptions(out=str(tmp_path / "plain"), progress=False, device="cpu",
+        plain = run_trial(cfg, RunOptions(results=str(tmp_path / "plain"), progress=False, device="cpu",
                                           threads=int(row["threads"])), write=False)
         assert row["auc"] == plain["auc"], (cfg.normal_class, row["resumed_from_epoch"])

@@ -64,7 +64,7 @@ def _ddp_sweep_auc(results: str, cache: str) -> float:
 
 def test_two_rank_trial_in_tune_matches_one_rank(ray_cluster, cache, tmp_path):
     cfg = TrialConfig(**TRIAL)
-    single = run_trial(cfg, RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1,
+    single = run_trial(cfg, RunOptions(results=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1,
                                        progress=False), checkpoint=None)
     assert single["world_size"] == 1
 

@@ -89,12 +89,12 @@ def test_trials_starting_together_on_a_node_download_once(tmp_path):
 
 
 def test_sweep_download_option_reaches_the_driver(tmp_path, monkeypatch, closed_port, capsys):
-    """`--download` is a sweep option: the driver downloads (here: fails to, in one line, exit 2)
+    """`--download` is a sweep option: the driver downloads (here: fails to, in one line, exit 3: a data error)
     while planning, before Ray starts."""
     _point_cifar_at(monkeypatch, closed_port)
     sweep = load_sweep(str(REPO / "sweeps" / "cifar10.py"))
     argv = ["--data-root", str(tmp_path / "data"), "--download", "--results", str(tmp_path / "results"),
             "--classes", "0", "--seeds", "0", "--variants", "full", "--no-report"]
-    assert main(sweep, argv) == 2
+    assert main(sweep, argv) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--download could not fetch CIFAR-10" in err[0], err

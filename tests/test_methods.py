@@ -72,8 +72,8 @@ def test_registry_drives_config_and_knobs():
 
 def test_dae_resumes_from_a_checkpoint_to_the_same_auc(tmp_path):
     cfg = TrialConfig(dataset="digits", normal_class=4, variant="dae", epochs=3, nz=8, batch_size=32)
-    whole = run_trial(cfg, RunOptions(out=str(tmp_path / "whole"), progress=False))
-    opts = RunOptions(out=str(tmp_path / "resumed"), progress=False)
+    whole = run_trial(cfg, RunOptions(results=str(tmp_path / "whole"), progress=False))
+    opts = RunOptions(results=str(tmp_path / "resumed"), progress=False)
     with pytest.raises(Killed):
         run_trial(cfg, opts, on_epoch=die_after(2))
     resumed = run_trial(cfg, opts)
@@ -83,9 +83,9 @@ def test_dae_resumes_from_a_checkpoint_to_the_same_auc(tmp_path):
 
 def test_report_imports_no_torch(tmp_path):
     out = tmp_path / "res"
-    run_trial(TrialConfig(variant="ocsvm", normal_class=2), RunOptions(out=str(out), progress=False))
+    run_trial(TrialConfig(variant="ocsvm", normal_class=2), RunOptions(results=str(out), progress=False))
     code = ("import sys; import novelty.report; assert 'torch' not in sys.modules, 'import'; "
-            "from novelty.cli import main; rc = main(['report', sys.argv[1], '--no-plots']); "
+            "from novelty.cli import main; rc = main(['report', '--results', sys.argv[1], '--no-plots']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'novelty report'")
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -101,7 +101,7 @@ def test_every_built_in_dataset_has_a_reader():
 def test_rows_carry_every_registered_column(tmp_path):
     from novelty.trial import row_columns
 
-    row = run_trial(TrialConfig(variant="kde", normal_class=0), RunOptions(out=str(tmp_path), progress=False))
+    row = run_trial(TrialConfig(variant="kde", normal_class=0), RunOptions(results=str(tmp_path), progress=False))
     for spec in (spec_for("full"), spec_for("dae"), spec_for("kde"), TOY):
         for column in spec.columns:
             assert column in row

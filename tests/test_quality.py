@@ -19,7 +19,7 @@ from test_reliability import _tree
 
 
 def _opts(out, **kw):
-    return RunOptions(out=str(out), progress=False, **kw)
+    return RunOptions(results=str(out), progress=False, **kw)
 
 
 def test_trace_per_epoch_marked_oracle_and_changes_nothing(tmp_path):

@@ -42,7 +42,7 @@ def _no_partial_files(root: Path) -> None:
 
 
 def _train(out, *args: str):
-    return _cli("train", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress", *args)
+    return _cli("train", "--epochs", "1", "--batch-size", "8", "--results", str(out), "--no-progress", *args)
 
 
 def _tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -> Path:
@@ -160,7 +160,7 @@ def test_report_on_a_truncated_parquet(tmp_path):
     assert _train(out, "--normal-class", "3").returncode == 0
     row = next((out / "rows").glob("*.parquet"))
     row.write_bytes(row.read_bytes()[:50])
-    p = _cli("report", str(out), "--no-plots")
+    p = _cli("report", "--results", str(out), "--no-plots")
     assert_one_line_failure(p, f"cannot read {row}")
 
 
@@ -262,7 +262,7 @@ def test_sigterm_stops_a_training_trial_in_one_line_and_it_resumes(tmp_path):
 
     out = tmp_path / "res"
     cmd = [sys.executable, "-m", "novelty.cli", "train", "--normal-class", "2", "--epochs", "6",
-           "--stop", "last", "--out", str(out), "--no-progress"]
+           "--stop", "last", "--results", str(out), "--no-progress"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     deadline = time.time() + 300

@@ -196,12 +196,12 @@ def test_paper_rows_for_mnist(tmp_path: Path) -> None:
 def test_empty_folder_raises(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match=str(tmp_path / "empty")):
         write_report(str(tmp_path / "empty"))
-    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert main(["report", "--results", str(tmp_path / "empty")]) == 5
 
 
 def test_cli_report(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli-tables"
-    assert main(["report", str(results), "--out", str(out), "--no-plots"]) == 0
+    assert main(["report", "--results", str(results), "--tables", str(out), "--no-plots"]) == 0
     assert (out / "digits.md").stat().st_size > 0 and not (out / "digits_auc.png").exists()
     assert "full − base" in capsys.readouterr().out
 

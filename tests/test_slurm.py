@@ -81,7 +81,7 @@ def local_aucs(cache, tmp_path_factory) -> dict[str, float]:
     trials = load_sweep(str(REPO / SWEEP_FILE)).trials(SweepOptions(**NARROW))
     assert len(trials) == 2
     out = str(tmp_path_factory.mktemp("local"))
-    opts = RunOptions(out=out, cache_dir=cache, device="cpu", threads=1, progress=False)
+    opts = RunOptions(results=out, cache_dir=cache, device="cpu", threads=1, progress=False)
     return {cfg.key(DIGITS): run_trial(cfg, opts, checkpoint=None)["auc"] for cfg in trials}
 
 
@@ -179,7 +179,7 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
              "--epochs", "1", "--batch-size", "64", "--device", "cpu", *as_flags(DDP_PINNED)]
     cfg = TrialConfig(dataset="digits", normal_class=0, seed=0, variant="full", epochs=1, batch_size=64, **DDP_PINNED)
     key = cfg.key(DIGITS)
-    one_rank = RunOptions(out=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1, progress=False)
+    one_rank = RunOptions(results=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1, progress=False)
     local_aucs = {key: run_trial(cfg, one_rank, checkpoint=None)["auc"]}
 
     batch_out, srun_out = tmp_path / "ddp-sbatch", tmp_path / "ddp-srun"

@@ -59,7 +59,7 @@ def test_sweep_row_equals_plain_trial(swept, tmp_path):
     out, _, _ = swept
     cfg = TINY.trials()[3]
     # the thread count the sweep gave the trial (cpus_per_trial 1): bits are equal only at equal threads
-    plain = run_trial(cfg, RunOptions(out=str(tmp_path), progress=False, threads=1))
+    plain = run_trial(cfg, RunOptions(results=str(tmp_path), progress=False, threads=1))
     row = read_rows(str(out)).set_index("key").loc[cfg.key(DIGITS)]
     assert row["auc"] == plain["auc"]
 

@@ -23,7 +23,7 @@ CFG = TrialConfig(dataset="digits", normal_class=1, epochs=2, variant="full")
 
 
 def _opts(out, **kw):
-    return RunOptions(out=str(out), progress=False, **kw)
+    return RunOptions(results=str(out), progress=False, **kw)
 
 
 def test_row_and_scores_written(tmp_path):
@@ -89,14 +89,14 @@ def _cli(*args, cwd=None):
 
 def test_cli_train_and_help(tmp_path):
     out = tmp_path / "res"
-    p = _cli("train", "--epochs", "1", "--normal-class", "0", "--variant", "base", "--out", str(out), "--no-progress")
+    p = _cli("train", "--epochs", "1", "--normal-class", "0", "--variant", "base", "--results", str(out), "--no-progress")
     assert p.returncode == 0, p.stderr
     assert "AUC" in p.stdout
     rows = read_rows(str(out))
     assert rows.loc[0, "variant"] == "base" and rows.loc[0, "epochs"] == 1
     h = _cli("train", "--help")
     for opt in ("--dataset", "--normal-class", "--seed", "--variant", "--epochs", "--w-inf", "--noise-std",
-                "--score-lambda", "--data-root", "--download", "--out", "--device"):
+                "--score-lambda", "--data-root", "--download", "--results", "--device"):
         assert opt in h.stdout
 
 
@@ -124,7 +124,7 @@ def _assert_clean_failure(p, out, needle):
 ])
 def test_cli_bad_input(tmp_path, args, needle):
     out = tmp_path / "res"
-    p = _cli("train", "--epochs", "1", "--out", str(out), "--no-progress", *args)
+    p = _cli("train", "--epochs", "1", "--results", str(out), "--no-progress", *args)
     _assert_clean_failure(p, out, needle)
 
 
@@ -132,11 +132,11 @@ def test_cli_truncated_idx_and_corrupt_image(tmp_path, fake_mnist, fake_imagefol
     f = fake_mnist / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     f.write_bytes(f.read_bytes()[:20])
     out = tmp_path / "res"
-    p = _cli("train", "--dataset", "mnist", "--data-root", str(fake_mnist), "--out", str(out), "--no-progress",
+    p = _cli("train", "--dataset", "mnist", "--data-root", str(fake_mnist), "--results", str(out), "--no-progress",
              "--cache-dir", str(tmp_path / "c"))
     _assert_clean_failure(p, out, "train-labels-idx1-ubyte")
     (fake_imagefolder / "train" / "dark" / "0001.png").write_bytes(b"garbage")
-    p = _cli("train", "--dataset", "imagefolder", "--data-root", str(fake_imagefolder), "--out", str(out),
+    p = _cli("train", "--dataset", "imagefolder", "--data-root", str(fake_imagefolder), "--results", str(out),
              "--no-progress", "--cache-dir", str(tmp_path / "c"))
     _assert_clean_failure(p, out, "0001.png")
 
@@ -144,7 +144,7 @@ def test_cli_truncated_idx_and_corrupt_image(tmp_path, fake_mnist, fake_imagefol
 def test_cli_unwritable_output(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the results folder should go")
-    p = _cli("train", "--epochs", "1", "--out", str(blocker / "res"), "--no-progress")
+    p = _cli("train", "--epochs", "1", "--results", str(blocker / "res"), "--no-progress")
     _assert_clean_failure(p, blocker, "is not writable")
 
 
@@ -153,10 +153,10 @@ def test_two_rank_gloo_run(tmp_path):
     out1, out2 = tmp_path / "one", tmp_path / "two"
     args = ["train", "--normal-class", "0", "--epochs", "2", "--no-progress", "--device", "cpu", "--threads", "1",
             *as_flags(DDP_PINNED)]
-    p1 = _cli(*args, "--out", str(out1))
+    p1 = _cli(*args, "--results", str(out1))
     assert p1.returncode == 0, p1.stderr
     p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "novelty.cli", *args, "--out", str(out2)],
+                         "-m", "novelty.cli", *args, "--results", str(out2)],
                         capture_output=True, text=True, timeout=300)
     assert p2.returncode == 0, p2.stderr[-3000:]
     r1, r2 = read_rows(str(out1)), read_rows(str(out2))
@@ -171,7 +171,7 @@ def test_results_to_a_uri(tmp_path):
     """Results may be a pyarrow.fs URI (file:// here; s3:// and gs:// take the same path)."""
     uri = f"file://{tmp_path}/remote"
     cfg = TrialConfig(normal_class=5, epochs=1)
-    row = run_trial(cfg, RunOptions(out=uri, progress=False, checkpoint_dir=str(tmp_path / "ck")))
+    row = run_trial(cfg, RunOptions(results=uri, progress=False, checkpoint_dir=str(tmp_path / "ck")))
     assert (tmp_path / "remote" / "rows" / f"{cfg.key(DIGITS)}.parquet").exists()
     rows = read_rows(uri)
     assert list(rows["key"]) == [cfg.key(DIGITS)] and rows.loc[0, "auc"] == row["auc"]
@@ -181,7 +181,7 @@ def test_results_to_a_uri(tmp_path):
 def test_cli_preset_paper_with_explicit_overrides(tmp_path):
     from novelty.config import PAPER
 
-    p = _cli("train", "--preset", "paper", "--epochs", "1", "--nz", "7", "--out", str(tmp_path), "--no-progress")
+    p = _cli("train", "--preset", "paper", "--epochs", "1", "--nz", "7", "--results", str(tmp_path), "--no-progress")
     assert p.returncode == 0, p.stderr
     row = read_rows(str(tmp_path)).iloc[0]
     assert row["nz"] == 7 and row["epochs"] == 1  # explicit options win

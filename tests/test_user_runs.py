@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_train_writes_under_runs_by_default():
     opts = from_namespace(RunOptions, build_parser().parse_args(["train"]))
-    assert Path(opts.out).parts[0] == "runs"
+    assert Path(opts.results).parts[0] == "runs"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.py")), ids=lambda p: p.name)

@@ -1,0 +1,112 @@
+"""The command line as its users meet it (through the real CLI, a subprocess): one name for the
+results folder, --version, an exit status per kind of error, options a command would ignore
+refused, class names in --classes, old spellings kept with a note."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from novelty import __version__
+from novelty.errors import EXIT_CODES
+from novelty.grid import Sweep, SweepOptions
+from novelty.results import read_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "novelty.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def _last_line(p) -> str:
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert lines and "Traceback" not in p.stderr, p.stderr[-3000:]
+    return lines[-1]
+
+
+def test_version_and_exit_codes_in_help():
+    p = _cli("--version")
+    assert p.returncode == 0 and p.stdout.startswith(f"novelty {__version__}"), p.stdout + p.stderr
+    assert "(git " in p.stdout  # run from the repository's checkout
+    helps = [_cli("--help").stdout, _cli("train", "--help").stdout, _cli("report", "--help").stdout]
+    for text in helps:
+        for code, what in EXIT_CODES:
+            assert f"{code:>3}  {what}" in text
+    assert "3×32×32" in helps[0] and "3×32×32" in helps[1]
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--no-such-option"], 2, "unrecognized arguments: --no-such-option"),
+    (["--lr", "-1"], 2, "--lr must be > 0"),
+    (["--dataset", "mnist", "--data-root", "{tmp}/nothing"], 3, "nothing does not exist"),
+    (["--lr", "1e30"], 4, "loss became NaN/inf"),
+    (["--results", "{tmp}/file/res"], 5, "is not writable"),
+])
+def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    args = [a.format(tmp=tmp_path) for a in args]
+    p = _cli("train", "--epochs", "1", "--batch-size", "8", "--no-progress", "--cache-dir", tmp_path / "c",
+             *(["--results", tmp_path / "res"] if "--results" not in args else []), *args)
+    assert p.returncode == code, p.stderr[-3000:]
+    assert needle in _last_line(p)
+    assert not list(tmp_path.rglob("rows/*.parquet"))
+
+
+def test_old_spellings_still_work_with_a_note(tmp_path):
+    """train --out and report RESULTS_DIR / --out: the same as --results and --tables, plus one note each."""
+    old = _cli("train", "--variant", "kde", "--out", tmp_path / "a", "--no-progress")
+    assert old.returncode == 0, old.stderr[-3000:]
+    assert "novelty: note: --out is deprecated; use --results" in old.stderr
+    new = _cli("train", "--variant", "kde", "--results", tmp_path / "b", "--no-progress")
+    assert new.returncode == 0 and "deprecated" not in new.stderr, new.stderr[-3000:]
+    assert list(read_rows(str(tmp_path / "a"))["key"]) == list(read_rows(str(tmp_path / "b"))["key"])
+
+    p = _cli("report", tmp_path / "a", "--out", tmp_path / "t1", "--no-plots")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "positional RESULTS_DIR is deprecated; use --results" in p.stderr
+    assert "--out is deprecated; use --tables" in p.stderr
+    p = _cli("report", "--results", tmp_path / "b", "--tables", tmp_path / "t2", "--no-plots")
+    assert p.returncode == 0 and "deprecated" not in p.stderr, p.stderr[-3000:]
+    assert (tmp_path / "t1" / "digits.md").exists() and (tmp_path / "t2" / "digits.md").exists()
+    assert not (tmp_path / "b" / "tables").exists()
+    p = _cli("report")
+    assert p.returncode == 2 and "needs the results folder: --results DIR" in _last_line(p)
+
+
+@pytest.mark.parametrize("args", [["--ray-address", "auto"], ["--max-concurrent", "2"], ["--no-report"],
+                                  ["--gpus-per-trial", "1"], ["--ranks-per-trial", "2"]])
+def test_array_task_refuses_what_it_would_ignore(args):
+    p = _cli("array-task", REPO / "sweeps" / "digits.py", "--count", *args)
+    assert p.returncode == 2 and not p.stdout
+    assert f"{args[0]} does not apply here: an array task runs one trial in this process, without Ray" \
+        in _last_line(p)
+
+
+def test_classes_by_name(tmp_path, fake_imagefolder):
+    """--classes takes ImageFolder class folder names (and numbers) in sweeps, as --normal-class does in train."""
+    from novelty.data import load_imageset
+
+    cache = tmp_path / "c"
+    names = load_imageset("imagefolder", str(fake_imagefolder), str(cache)).class_names
+    sweep = Sweep(name="named", grid={"normal_class": [0], "seed": [0]}, fixed={"dataset": "imagefolder"})
+    opts = SweepOptions(classes="dark,0", data_root=str(fake_imagefolder), cache_dir=str(cache))
+    assert [t.normal_class for t in sweep.trials(opts)] == [names.index("dark"), 0]
+
+    file = tmp_path / "named.py"
+    file.write_text("from novelty.grid import Sweep\n"
+                    "SWEEP = Sweep(name='named', grid={'normal_class': [0, 1], 'seed': [0]},"
+                    " fixed={'dataset': 'imagefolder'})\n")
+    common = ["--data-root", fake_imagefolder, "--cache-dir", cache]
+    p = _cli("array-task", file, "--count", "--classes", "bright", *common)
+    assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr[-3000:]
+    p = _cli("array-task", file, "--count", "--classes", "grey", *common)
+    assert p.returncode == 3 and "no class named 'grey'; classes: 0=" in _last_line(p)
+    mixed = Sweep(name="mixed", grid={"dataset": ["digits", "imagefolder"], "normal_class": [0]})
+    with pytest.raises(ValueError, match="class names need a sweep over one dataset"):
+        mixed.trials(opts)
