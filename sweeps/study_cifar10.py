@@ -1,7 +1,7 @@
 """CIFAR-10's own quality study: the knobs chosen on MNIST
 (full, nz 8, 5 epochs, --stop val_fea, score L_fea alone) moved one at a time on CIFAR-10,
-into one results folder, so `novelty report results/study_cifar10 --score-rules` chooses among
-them by leave-one-class-out *within CIFAR-10* (class c's configuration chosen on the other
+into one results folder, so `novelty report --results results/study_cifar10 --score-rules`
+chooses among them by leave-one-class-out *within CIFAR-10* (class c's configuration chosen on the other
 nine CIFAR-10 classes). The MNIST-default configuration itself is in that folder too (the
 seed-0 rows of the former results/cifar10, copied by key). Screened on seed 0; a winner is
 confirmed on seed 1 (`novelty array-task <this file> --seeds 1 --index i`, i counting screen by screen, 10 classes each).

@@ -3,7 +3,7 @@
 
 One knob moved at a time (each screen below) from the chosen configuration (full, nz 8,
 5 epochs, noise 0.1, w_con 50, the last epoch scored), into the same results folder, so
-`novelty report results/study_mnist --score-rules` chooses among all of them by
+`novelty report --results results/study_mnist --score-rules` chooses among all of them by
 leave-one-class-out. Screened on seed 0; a winner is confirmed
 on seed 1 (`novelty array-task <this file> --seeds 1 --index i`, i counting screen by screen, 10 classes each).
 

@@ -27,7 +27,7 @@ def test_wheel_installs_and_runs_a_trial(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     code = ("import novelty, novelty.cli; assert novelty.__file__.startswith(%r), novelty.__file__; "
             "raise SystemExit(novelty.cli.main(['train', '--dataset', 'digits', '--epochs', '1', '--device', 'cpu', "
-            "'--no-progress', '--out', 'out']))" % str(target))
+            "'--no-progress', '--results', 'out']))" % str(target))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(target)})
     assert p.returncode == 0, p.stderr[-3000:]

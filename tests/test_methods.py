@@ -42,8 +42,8 @@ TOY = register(MethodSpec(name="toy", variants=("toy",), reads=(), impl=Toy, dis
 
 def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_path, capsys):
     out = tmp_path / "res"
-    assert main(["train", "--variant", "toy", "--normal-class", "1", "--out", str(out), "--no-progress"]) == 0
-    assert main(["train", "--variant", "full", "--epochs", "1", "--normal-class", "1", "--out", str(out),
+    assert main(["train", "--variant", "toy", "--normal-class", "1", "--results", str(out), "--no-progress"]) == 0
+    assert main(["train", "--variant", "full", "--epochs", "1", "--normal-class", "1", "--results", str(out),
                  "--no-progress"]) == 0
     rows = read_rows(str(out)).set_index("variant")
     split = one_class_split(load_imageset("digits"), "digits", 1, 0, 0.15)  # the toy's AUC, by hand

@@ -185,13 +185,13 @@ def test_torchrun_ddp_matches_one_rank(slurm, job_env, cache, tmp_path):
     batch_out, srun_out = tmp_path / "ddp-sbatch", tmp_path / "ddp-srun"
     log = tmp_path / "ddp.out"
     proc = _sbatch(["--gpus-per-node=0", "--cpus-per-task=2", "cluster/slurm/ddp.sbatch", *trial,
-                    "--out", str(batch_out)], {**job_env, "NPROC": "2"}, log)
+                    "--results", str(batch_out)], {**job_env, "NPROC": "2"}, log)
     _, text = _finish(proc, log)
     assert "1 node(s) x 2 ranks, 2 CPUs per node, 1 thread(s) per rank" in text
 
     srun = ["srun", "--ntasks=1", "--cpus-per-task=2", "--time=10", f"--chdir={REPO}",
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "novelty.cli", "train", "--no-progress", *trial, "--out", str(srun_out)]
+            "-m", "novelty.cli", "train", "--no-progress", *trial, "--results", str(srun_out)]
     done = subprocess.run(srun, env={**job_env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=JOB_TIMEOUT)
     assert done.returncode == 0, f"{' '.join(srun)}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
