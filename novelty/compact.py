@@ -1,4 +1,4 @@
-"""`novelty compact RESULTS`: rewrite a results folder's rows and score files written before
+"""`novelty compact --results DIR`: rewrite a results folder's rows and score files written before
 the compact format (`novelty.scorefiles`, `novelty.results.row_table`) in it, in place.
 
 Each file is rewritten only after the new one is read back equal, value for value and
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .config import add_results_arg, results_folder
 from .results import (ROW_META, ROWS, SCORES, _list, _write_atomic, is_local, open_store, read_table,
                       row_table)
 from .scorefiles import compact, expand, is_compact
@@ -82,7 +83,7 @@ def compact_folder(uri: str, dry_run: bool = False) -> Compacted:
 
 
 def _cmd_compact(ns: argparse.Namespace) -> int:
-    done = compact_folder(ns.results_dir, dry_run=ns.dry_run)
+    done = compact_folder(results_folder(ns, "compact"), dry_run=ns.dry_run)
     verb = "would rewrite" if ns.dry_run else "rewrote"
     print(f"{verb} {len(done.rewritten)} files ({done.bytes_before / 1e6:.1f} MB"
           + ("" if ns.dry_run else f" -> {done.bytes_after / 1e6:.1f} MB") + f"); left {done.tracked} git-tracked "
@@ -92,9 +93,9 @@ def _cmd_compact(ns: argparse.Namespace) -> int:
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compact", help="rewrite a results folder's uncommitted rows and scores compactly",
-                       description="Rewrite RESULTS' rows and score files written before the compact format, in "
-                                   "place, each read back equal to the old one first. Git-tracked files are left alone.")
-    p.add_argument("results_dir", help="results folder or URI")
+                       description="Rewrite the rows and score files of --results written before the compact format, "
+                                   "in place, each read back equal to the old one first. Git-tracked files are left alone.")
+    add_results_arg(p, "to compact")
     p.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     p.set_defaults(func=_cmd_compact)
 

@@ -261,6 +261,26 @@ def refuse_dataclass_args(parser: argparse.ArgumentParser, cls: type, names: tup
         parser.add_argument(*flags, dest=f"_refused_{name}", action=Refused, why=why)
 
 
+def add_results_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """--results of a command that reads a results folder (report, compact); the positional
+    RESULTS_DIR of old is still taken, hidden, with a note (see `results_folder`)."""
+    parser.add_argument("--results", default="",
+                        help=f"results folder or URI {what} (the --results of train and sweep)")
+    parser.add_argument("results_dir", nargs="?", default="", help=argparse.SUPPRESS)  # deprecated: --results
+
+
+def results_folder(ns: argparse.Namespace, command: str) -> str:
+    """The folder `add_results_arg` read: --results, or a positional one with a one-line note."""
+    old, new = getattr(ns, "results_dir", ""), getattr(ns, "results", "")
+    if old:
+        print("novelty: note: a positional RESULTS_DIR is deprecated; use --results RESULTS_DIR", file=sys.stderr)
+        if new and new != old:
+            raise ConfigError(f"two results folders given ({old} and --results {new}); give --results only")
+    if not (new or old):
+        raise ConfigError(f"novelty {command} needs the results folder: --results DIR (e.g. --results runs/digits)")
+    return new or old
+
+
 def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any], **overrides: Any):
     """Build `cls` from the options given on the command line (others keep defaults)."""
     values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)

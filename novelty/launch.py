@@ -8,7 +8,8 @@ import argparse
 import os
 import sys
 
-from .config import ConfigError, DeprecatedAlias, add_dataclass_args, from_namespace, refuse_dataclass_args
+from .config import (ConfigError, DeprecatedAlias, add_dataclass_args, add_results_arg, from_namespace,
+                     refuse_dataclass_args, results_folder)
 from .errors import exit_codes_help, run_user_command
 from .grid import Sweep, SweepOptions, load_sweep
 
@@ -85,14 +86,7 @@ def _cmd_array_task(ns: argparse.Namespace) -> int:
 def _cmd_report(ns: argparse.Namespace) -> int:
     from .report import write_report
 
-    old = getattr(ns, "results_dir", None)
-    if old:
-        print("novelty: note: a positional RESULTS_DIR is deprecated; use --results RESULTS_DIR", file=sys.stderr)
-        if ns.results and ns.results != old:
-            raise ConfigError(f"two results folders given ({old} and --results {ns.results}); give --results only")
-    results = ns.results or old
-    if not results:
-        raise ConfigError("novelty report needs the results folder: --results DIR (e.g. --results runs/digits)")
+    results = results_folder(ns, "report")
     write_report(results, out_dir=ns.tables or None, plots=ns.plots, score_rules=ns.score_rules)
     return 0
 
@@ -119,9 +113,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="rebuild mean ± std tables and plots from a results folder",
                             description="Read every row under --results; write tables (Markdown, CSV, LaTeX) and "
                                         "plots under --tables.", **common)
-    report.add_argument("--results", default="", help="results folder or URI (the --results of train and sweep)")
+    add_results_arg(report, "to read")
     report.add_argument("--tables", default="", help="where to write tables and plots (default: <results>/tables)")
-    report.add_argument("results_dir", nargs="?", default="", help=argparse.SUPPRESS)  # deprecated: --results
     report.add_argument("--out", dest="tables", action=DeprecatedAlias, new="--tables")
     report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="also draw PNG plots")
     report.add_argument("--score-rules", action="store_true",

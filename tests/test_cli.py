@@ -59,7 +59,8 @@ def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
 
 
 def test_old_spellings_still_work_with_a_note(tmp_path):
-    """train --out and report RESULTS_DIR / --out: the same as --results and --tables, plus one note each."""
+    """train --out, report and compact RESULTS_DIR, report --out: the same as --results and --tables,
+    plus one note each."""
     old = _cli("train", "--variant", "kde", "--out", tmp_path / "a", "--no-progress")
     assert old.returncode == 0, old.stderr[-3000:]
     assert "novelty: note: --out is deprecated; use --results" in old.stderr
@@ -77,6 +78,10 @@ def test_old_spellings_still_work_with_a_note(tmp_path):
     assert not (tmp_path / "b" / "tables").exists()
     p = _cli("report")
     assert p.returncode == 2 and "needs the results folder: --results DIR" in _last_line(p)
+    p = _cli("compact", tmp_path / "a", "--dry-run")
+    assert p.returncode == 0 and "positional RESULTS_DIR is deprecated; use --results" in p.stderr, p.stderr
+    p = _cli("compact", "--results", tmp_path / "b", "--dry-run")
+    assert p.returncode == 0 and "deprecated" not in p.stderr and "would rewrite 0 files" in p.stdout, p.stderr
 
 
 @pytest.mark.parametrize("args", [["--ray-address", "auto"], ["--max-concurrent", "2"], ["--no-report"],
