@@ -194,7 +194,10 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
         methods.register(spec)
     planned = trials[config["trial"]]
     cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
-    opts = RunOptions(**config["run"])
+    run = dict(config["run"])
+    if "out" in run:  # from a driver started before RunOptions.out was renamed results
+        run["results"] = run.pop("out")
+    opts = RunOptions(**run)
     device, where = placement(opts.device)
     # no more threads than this machine has, though Ray's CPUs (logical, declared per node) be more
     opts = dataclasses.replace(opts, device=device, threads=min(opts.threads, os.cpu_count() or 1))
