@@ -110,7 +110,7 @@ def bind_gpu(backend: str) -> None:
     """Before joining a group with nccl: make this rank's GPU the current one (cuda:LOCAL_RANK),
     so NCCL never puts two ranks of a node on GPU 0."""
     if "nccl" in backend:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
+        torch.cuda.set_device(local_rank())
 
 
 def init_from_env(device: str) -> bool:

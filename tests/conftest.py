@@ -33,6 +33,15 @@ def _isolated_env(tmp_path_factory):
     yield
 
 
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put environment variables back as `saved` ({name: value, or None where it was unset})."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file (MNIST's format)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)

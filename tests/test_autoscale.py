@@ -26,7 +26,7 @@ from novelty.grid import Sweep, SweepOptions
 from novelty.results import read_rows
 from novelty.sweep import run_sweep
 
-from conftest import REPO
+from conftest import REPO, restore_env
 
 
 def fake_autoscaling_config(gcs_address: str, path: Path = REPO / "cluster" / "gpu.yaml") -> dict:
@@ -95,11 +95,7 @@ def autoscaling_head(tmp_path):
         ray.shutdown()
         _end_processes_of(temp)
         shutil.rmtree(temp, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        restore_env(saved)
 
 
 def test_pending_gpu_trials_start_worker_nodes_from_zero(autoscaling_head, tmp_path):

@@ -30,7 +30,7 @@ from novelty.results import open_store, read_rows, read_scores
 from novelty.sweep import run_sweep
 from novelty.trial import run_trial
 
-from conftest import REPO, digits_fingerprint
+from conftest import REPO, restore_env, digits_fingerprint
 
 BUCKET = "novelty-test"
 FLAKY = Sweep(name="flaky-s3", grid={"normal_class": [1], "variant": ["full"]},
@@ -80,11 +80,7 @@ def sim():
         cluster.shutdown()
         server.stop()
         shutil.rmtree(temp, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        restore_env(saved)
 
 
 def _most_at_once(rows: pd.DataFrame) -> int:
