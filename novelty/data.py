@@ -122,6 +122,7 @@ def _load_imageset(dataset: str, data_root: str, cache_dir: str, download: bool)
     if dataset not in READERS:
         raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(READERS)}")
     data_root = os.path.expanduser(data_root)  # '~/data' that reached us unexpanded (quoted): this node's home
+    cache_dir = os.path.expanduser(cache_dir)  # likewise a '~/...' cache folder
     if dataset != "digits":
         if not data_root:
             raise DataError(f"dataset {dataset!r} needs --data-root")

@@ -121,13 +121,13 @@ class SweepOptions:
     """Command-line options of a sweep: where data and results are, and how to narrow it."""
 
     data_root: str = ""
-    """Folder holding the dataset (e.g. /path/to/data; a quoted '~/data' is each node's home)."""
+    """Folder holding the dataset (e.g. /path/to/data); a '~' that reaches the sweep unexpanded (quoted: '~/data') is expanded on each node its trials run on, to that node's home."""
     download: bool = False
     """Let torchvision download MNIST / Fashion-MNIST / CIFAR-10 into --data-root where it is missing: on the driver before the sweep starts, and on each node its trials run on (needs a network there)."""
     results: str = ""
     """Results folder or URI (s3://, gs://, NFS path); default env NOVELTY_RESULTS, else runs/<sweep name> (git-ignored)."""
     cache_dir: str = field(default_factory=default_cache_dir)
-    """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE)."""
+    """Folder of decoded datasets cached as tensors (env NOVELTY_CACHE; a leading '~', as for --data-root: each node's home)."""
     max_concurrent: int = 0
     """Most trials running at once (0 = as many as the resources allow)."""
     epochs: int = 0
@@ -157,12 +157,13 @@ class SweepOptions:
         return self.results or os.environ.get("NOVELTY_RESULTS") or f"runs/{sweep.name}"
 
     def run_options(self, sweep: Sweep, **kw: Any) -> RunOptions:
-        """Trial options with local paths made absolute (Ray workers run in other folders)."""
+        """Trial options with local paths made absolute (Ray workers run in other folders), except
+        that a data root or cache folder starting with '~' stays as it is: each node's trials expand
+        it to their own home (novelty.data), not to the home of the machine the driver runs on."""
         results = self.results_uri(sweep)
         results = results if "://" in results else str(Path(results).absolute())
-        return RunOptions(data_root=str(Path(self.data_root).expanduser().absolute()) if self.data_root else "",
-                          download=self.download, cache_dir=str(Path(self.cache_dir).expanduser().absolute()),
-                          results=results,
+        return RunOptions(data_root=node_path(self.data_root), download=self.download,
+                          cache_dir=node_path(self.cache_dir), results=results,
                           sweep=sweep.name, progress=False, trace=self.trace, **kw)
 
     def resources(self, sweep: Sweep) -> Sweep:
@@ -175,6 +176,14 @@ class SweepOptions:
         if self.ranks_per_trial > 0:
             changes["ranks_per_trial"] = self.ranks_per_trial
         return dataclasses.replace(sweep, **changes)
+
+
+def node_path(path: str) -> str:
+    """A local path as a sweep's trials get it: "" stays "", "~/..." stays unexpanded (each node's
+    home, expanded where the trial runs), any other path is made absolute against this folder."""
+    if not path or path.startswith("~"):
+        return path
+    return str(Path(path).absolute())
 
 
 def load_sweep(path: str) -> Sweep:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import platform
 import socket
 import time
@@ -139,7 +140,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         "normal_class": split.normal_class,  # COIL-100's seeded draw resolved
         "class_drawn": cfg.normal_class < 0,  # the seed drew the class: a repetition, not a per-class cell
         "auc": scores.auc,
-        "data_root": str(Path(opts.data_root).absolute()) if opts.data_root else "",
+        "data_root": os.path.abspath(os.path.expanduser(opts.data_root)) if opts.data_root else "",  # as read here
         "data_fingerprint": data.fingerprint,
         **{c: NAN for c in row_columns()}, "d_reinits": 0, **extra,
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),

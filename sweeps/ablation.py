@@ -8,7 +8,7 @@ base = DAE + D; entropy = + L_inf; cam = + CAM (the paper skipped it); full = bo
 
 (the second writes into the reference set results/ablation, which holds these 200 trials; /path/to/data holds
 cifar-10-batches-py/ or cifar10-jpeg/{train,test}/<class>/). The whole grid on the cloud GPU cluster
-(cluster/README.md; --download: each node fetches CIFAR-10 once, '~' quoted is each node's home):
+(cluster/README.md; --download: each node fetches CIFAR-10 once; '~' quoted: see cluster/README.md "Data"):
 
     ray submit cluster/gpu.yaml sweeps/ablation.py -- --data-root '~/data' --download
 """

@@ -9,8 +9,10 @@ torchvision where a network exists). On the cloud GPU cluster (cluster/README.md
 
     ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root '~/data' --download
 
-(the head downloads CIFAR-10 while planning, each worker once before its first trial; '~' quoted
-means each node's home).
+(the head downloads CIFAR-10 while planning, each worker once before its first trial. '~/data' is
+quoted for your own shell: `ray submit` hands the line to the head's shell, which expands it to the
+head's home, the same path on every node of gpu.yaml; a '~' that reaches the sweep unexpanded is
+expanded on each node, to its own home: cluster/README.md "Data").
 """
 from novelty.config import PRESETS
 from novelty.methods import VARIANTS

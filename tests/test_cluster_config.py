@@ -102,7 +102,8 @@ def _submit_lines() -> list[tuple[str, str]]:
 def test_documented_submit_commands_parse(monkeypatch, tmp_path):
     """Each `ray submit` line, split as a shell would and parsed by Ray's own `ray submit` and then
     by the sweep file's own parser: the options exist, and a `~` is quoted (the local shell would
-    expand it to a home folder the cluster's nodes do not have) and means the node's home."""
+    expand it to a home folder the cluster's nodes do not have); one that reaches the sweep goes to
+    the trials unexpanded, for each node to expand to its own home (tests/test_cluster_sim.py)."""
     from ray.scripts.scripts import submit
 
     from novelty.grid import SweepOptions, load_sweep
@@ -122,7 +123,8 @@ def test_documented_submit_commands_parse(monkeypatch, tmp_path):
         opts = SweepOptions(**vars(ns))
         run = opts.run_options(sweep)
         if opts.data_root.startswith("~"):
-            assert run.data_root == str(tmp_path / opts.data_root[2:])
+            assert run.data_root == opts.data_root  # not the driver's home: each node's
+            assert os.path.expanduser(run.data_root) == str(tmp_path / opts.data_root[2:])
         if "--download" in line:
             assert opts.download and run.download
 

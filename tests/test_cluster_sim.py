@@ -2,12 +2,15 @@
 node types read from cluster/gpu.yaml, results on S3 (moto's S3 server, the real pyarrow
 S3FileSystem, Ray Tune): trials pack on (fake) GPUs, run on the workers and never on the head,
 a DDP trial gets two GPUs of one node, a lost worker's trials resume elsewhere from the
-checkpoints they handed to Tune, and a failed trial is retried from its checkpoint.
+checkpoints they handed to Tune, a failed trial is retried from its checkpoint, and the documented
+cloud command's trials read the data in their own node's home.
 
 Ray's GPUs here are logical: torch sees no CUDA, so each trial trains on the CPU, keeps Ray's
 assignment and says so in its row. (`AutoscalingCluster`, the fake autoscaler, is not used: its
 start runs `ray stop --force`, which ends every Ray on the machine.)"""
 import os
+import pickle
+import shlex
 import shutil
 import tempfile
 import threading
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import boto3
 import moto.server as moto_server
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
@@ -24,7 +28,9 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from novelty.config import RunOptions
-from novelty.grid import Sweep, SweepOptions
+from novelty.data import load_imageset
+from novelty.grid import Sweep, SweepOptions, load_sweep
+from novelty.launch import sweep_parser
 from novelty.report import write_report
 from novelty.results import open_store, read_rows, read_scores
 from novelty.sweep import run_sweep
@@ -46,17 +52,42 @@ def node_types(path: Path = REPO / "cluster" / "gpu.yaml") -> tuple[dict, dict]:
     return head, worker
 
 
+def write_fake_cifar10(root: Path) -> Path:
+    """A tiny CIFAR-10 in torchvision's python layout, as novelty's cifar10 reader takes it:
+    root/cifar-10-batches-py/data_batch_1..5 and test_batch, each a pickled dict of uint8 'data'
+    (N, 3072) and int 'labels'; 2 random images of each class a train batch (10 a class), 4 in
+    the test batch. Seeded: every copy holds the same bytes, so the same fingerprint."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, per_class in [*((f"data_batch_{i}", 2) for i in range(1, 6)), ("test_batch", 4)]:
+        labels = [k for k in range(10) for _ in range(per_class)]
+        data = rng.integers(0, 256, (len(labels), 3 * 32 * 32), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"batch_label": name, "labels": labels, "data": data}, protocol=2))
+    return root
+
+
 @pytest.fixture(scope="module")
-def sim():
+def node_home(tmp_path_factory) -> Path:
+    """HOME of every node of the simulated cluster, with a tiny CIFAR-10 in <HOME>/data."""
+    home = tmp_path_factory.mktemp("nodehome")
+    write_fake_cifar10(home / "data")
+    return home
+
+
+@pytest.fixture(scope="module")
+def sim(node_home):
     """An S3 endpoint on localhost (set in the environment before Ray starts, so every node's
-    workers see it), and gpu.yaml's cluster: its head, two of its GPU workers."""
+    workers see it), and gpu.yaml's cluster: its head, two of its GPU workers. The nodes start
+    with HOME at `node_home` (their workers inherit it); this process, the driver, gets its own
+    HOME back once they are up, so the nodes' home is not the driver's."""
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's unix sockets live here
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp, "RAY_ADDRESS": ""}
+           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp, "RAY_ADDRESS": "", "HOME": str(node_home)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
@@ -72,6 +103,7 @@ def sim():
     workers = [cluster.add_node(num_cpus=worker["resources"]["CPU"], num_gpus=worker["resources"]["GPU"], **small)
                for _ in range(2)]
     cluster.wait_for_nodes()
+    restore_env({"HOME": saved["HOME"]})  # the nodes keep node_home; the driver, its own
     ray.init(address=cluster.address, log_to_driver=False)
     try:
         yield cluster, workers
@@ -200,3 +232,46 @@ def test_a_lost_worker_s_trials_resume_elsewhere_to_the_same_table(sim, tmp_path
         plain = run_trial(cfg, RunOptions(results=str(tmp_path / "plain"), progress=False, device="cpu",
                                           threads=int(row["threads"])), write=False)
         assert row["auc"] == plain["auc"], (cfg.normal_class, row["resumed_from_epoch"])
+
+
+SUBMIT = "ray submit cluster/gpu.yaml sweeps/cifar10.py -- --data-root '~/data' --download"
+
+
+def test_the_documented_cloud_command_s_trials_read_their_own_node_s_home(sim, node_home, tmp_path, monkeypatch):
+    """cluster/gpu.yaml's command, its script arguments parsed by Ray's `ray submit` and then by
+    sweeps/cifar10.py's own parser (as test_cluster_config.test_documented_submit_commands_parse
+    does): a '~/data' that reaches the sweep unexpanded goes to the trials as it is, and each
+    worker reads <its HOME>/data. The driver's HOME here is another folder, holding its own copy
+    of the same data (plan() decodes it there to fingerprint it): had the driver expanded '~' to
+    its home and handed the trials that path (the code before this test), the trials would have
+    read the driver's copy (one machine: it is there too) and the row's data_root would be
+    <driver HOME>/data, not <node HOME>/data: this test fails. (On AWS the `ray submit` line goes
+    through the head's shell, which expands '~' itself, to /home/ubuntu: every node's home.)"""
+    from ray.scripts.scripts import submit
+
+    _, workers = sim
+    assert SUBMIT in (REPO / "cluster" / "gpu.yaml").read_text()
+    driver_home = tmp_path / "driver-home"
+    write_fake_cifar10(driver_home / "data")
+    monkeypatch.setenv("HOME", str(driver_home))
+    params = submit.make_context("ray submit", shlex.split(SUBMIT)[2:]).params
+    # no --download: no network here, and the data is already in every home
+    args = [a for a in params["script_args"] if a != "--download"]
+    assert args == ["--data-root", "~/data"]
+    sweep = load_sweep(str(REPO / params["script"]))
+    uri = f"s3://{BUCKET}/home"
+    ns = sweep_parser(sweep).parse_args([*args, "--classes", "0", "--seeds", "0", "--variants", "full",
+                                         "--epochs", "1", "--results", uri])
+    opts = SweepOptions(**vars(ns))
+    assert opts.run_options(sweep).data_root == "~/data"
+    summary = run_sweep(opts.resources(sweep), opts)
+    assert summary.ran == 1 and not summary.failed
+    rows = read_rows(uri)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["ray_node_id"] in {w.node_id for w in workers}  # a worker, not the head
+    fake = load_imageset("cifar10", str(node_home / "data"), cache_dir="")
+    assert fake.n_classes == 10 and len(fake.train_y) == 100
+    assert row["dataset"] == "cifar10" and row["data_fingerprint"] == fake.fingerprint
+    assert row["n_train"] + row["n_val"] == 10 and row["n_test"] == 40  # class 0's 10 images; the 40 test images
+    assert row["data_root"] == str(node_home / "data")
