@@ -12,7 +12,8 @@ import argparse
 import sys
 
 from . import __version__, git_commit
-from .config import PRESETS, DeprecatedAlias, RunOptions, TrialConfig, add_dataclass_args, from_namespace
+from .config import (PRESETS, DeprecatedAlias, RunOptions, TrialConfig, add_dataclass_args, add_method_args,
+                     from_namespace, trial_fields)
 from .errors import exit_codes_help, run_user_command
 
 
@@ -54,7 +55,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     opts = from_namespace(RunOptions, ns)
     given = {k: v for k, v in vars(ns).items() if k != "preset"}
-    cfg = from_namespace(TrialConfig, {**PRESETS.get(ns.preset, {}), **given}, **_normal_class(ns, opts))
+    given = {k: v for k, v in {**PRESETS.get(ns.preset, {}), **given}.items() if k in trial_fields()}
+    cfg = TrialConfig.from_flat({**given, **_normal_class(ns, opts)})
     started = init_from_env(opts.device)
     try:
         row = run_trial(cfg, opts)
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from a named set of values (paper: the paper's stated choices and the "
                             "provisional open knobs); options given explicitly still win")
     add_dataclass_args(train, TrialConfig)
+    add_method_args(train)
     add_dataclass_args(train, RunOptions)
     train.add_argument("--out", dest="results", action=DeprecatedAlias, new="--results")
     train.set_defaults(func=cmd_train)

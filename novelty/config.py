@@ -101,6 +101,8 @@ class TrialConfig:
     """Fraction of the normal training images held out for validation."""
     preprocess: str = "none"
     """Input preprocessing: none (pixels in [-1, 1]); gcn (per-image global contrast normalisation, l1, then min-max into [-1, 1] with constants from the trial's own normal training images, as Deep SVDD's code)."""
+    params: Any = None
+    """The method's own hyper-parameters: an instance of its MethodSpec.params (built from its defaults when None; a dict of its fields is taken too), None for a method without. Each field is an option, a grid field, a row column and a part of the key by its own name."""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -129,18 +131,46 @@ class TrialConfig:
             raise ConfigError(f"unknown preprocess {self.preprocess!r}; choose one of {', '.join(PREPROCESS)}")
         if self.stop not in STOP_RULES:
             raise ConfigError(f"unknown stop rule {self.stop!r}; choose one of {', '.join(STOP_RULES)}")
-        reads = set(methods.spec_for(self.variant).reads) | set(methods.COMMON_FIELDS)
+        reads = methods.spec_for(self.variant).knobs()
         for name, old in LATER_FIELDS.items():  # a later knob its method does not read (e.g. a dae's stop)
             if name not in reads:               # stays at the value every earlier trial had: same key
                 object.__setattr__(self, name, old)
+        object.__setattr__(self, "params", _method_params(self.variant, self.params))
         if self.score_norm not in SCORE_NORMS:
             raise ConfigError(f"unknown score_norm {self.score_norm!r}; choose one of {', '.join(SCORE_NORMS)}")
         if not 0.0 <= self.score_lambda <= 1.0:
             raise ConfigError(f"--score-lambda must be in [0, 1] (got {self.score_lambda})")
 
+    def flat(self) -> dict[str, Any]:
+        """Every field, the method's own hyper-parameters among them by name (the row's columns)."""
+        own = dataclasses.asdict(self.params) if self.params is not None else {}
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}, **own}
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], strict: bool = True) -> "TrialConfig":
+        """The config of flat `values` (TrialConfig fields and the variant's method's own
+        hyper-parameters by name, as a row, a sweep's grid or the command line has them).
+        Another method's hyper-parameter is an error when `strict`, else left out (a grid that
+        spans methods sets each method's own); a name nobody declares is an error."""
+        values = dict(values)
+        spec = methods.spec_for(values.get("variant", cls.variant)) if values.get("variant", cls.variant) in \
+            methods.variant_names() else None
+        own = set(spec.param_names()) if spec else set()
+        fields = {f.name for f in dataclasses.fields(cls)} - {"params"}
+        unknown = set(values) - fields - own - set(methods.param_columns())
+        if unknown:
+            raise ConfigError(f"unknown trial field(s) {', '.join(sorted(unknown))}; valid: "
+                              f"{', '.join(sorted(trial_fields()))}")
+        foreign = set(values) - fields - own
+        if foreign and strict:
+            raise ConfigError(f"{', '.join(sorted(foreign))}: hyper-parameter(s) of another method than "
+                              f"{values.get('variant', cls.variant)!r}'s ({spec.name if spec else '?'})")
+        params = {k: values[k] for k in own if k in values}
+        return cls(**{k: v for k, v in values.items() if k in fields}, **({"params": params} if params else {}))
+
     def _identity(self) -> dict[str, Any]:
-        """Every field, less those of LATER_FIELDS left at the value earlier trials all had."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if LATER_FIELDS.get(k, ...) != v}
+        """Every field (`flat`), less those of LATER_FIELDS left at the value earlier trials all had."""
+        return {k: v for k, v in self.flat().items() if LATER_FIELDS.get(k, ...) != v}
 
     def key(self, data: str) -> str:
         """The trial's identity in results folders: a hash of every field (see LATER_FIELDS)
@@ -153,6 +183,28 @@ class TrialConfig:
     def run_name(self, data: str) -> str:
         """Readable, deterministic name (CleanRL-style) for logs and folders."""
         return f"{self.dataset}__c{self.normal_class}__{self.variant}__s{self.seed}__{self.key(data)[:8]}"
+
+
+def _method_params(variant: str, given: Any) -> Any:
+    """The `params` of a trial of `variant`: its method's dataclass, from a dict, or its defaults."""
+    cls = methods.spec_for(variant).params
+    if cls is None:
+        if given:
+            raise ConfigError(f"variant {variant!r} has no hyper-parameters of its own (got {given!r})")
+        return None
+    if given is None or isinstance(given, dict):
+        try:
+            return cls(**(given or {}))
+        except TypeError as exc:
+            raise ConfigError(f"variant {variant!r}: {exc}") from exc
+    if not isinstance(given, cls):
+        raise ConfigError(f"variant {variant!r} takes params of type {cls.__name__} (got {type(given).__name__})")
+    return given
+
+
+def trial_fields() -> set[str]:
+    """The names a trial can be configured by: TrialConfig's fields and every registered method's own."""
+    return ({f.name for f in dataclasses.fields(TrialConfig)} - {"params"}) | set(methods.param_columns())
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -204,13 +256,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                       title: str = "") -> None:
     """Add one `--field-name` option per field of `cls`, documented by its docstring."""
     docs, hints = field_docs(cls), get_type_hints(cls)
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip())
+    group = parser.add_argument_group(title or cls.__name__, (cls.__doc__ or "").strip())
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
+        if f.name in skip or (cls is TrialConfig and f.name == "params"):
+            continue  # a method's params: each field its own option (add_method_args)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kind = hints[f.name]
@@ -224,6 +277,13 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             kind = str if f.name == "normal_class" else kind  # a number, or a class folder's name
             group.add_argument(flag, dest=f.name, type=kind, choices=choices,
                                default=argparse.SUPPRESS, help=help_)
+
+
+def add_method_args(parser: argparse.ArgumentParser) -> None:
+    """One option group per registered method with hyper-parameters of its own."""
+    for spec in methods.specs():
+        if spec.params is not None:
+            add_dataclass_args(parser, spec.params, title=f"{spec.name} ({', '.join(spec.variants)}): {spec.params.__name__}")
 
 
 class DeprecatedAlias(argparse.Action):
@@ -288,3 +348,18 @@ def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any], **overrid
     kwargs = {k: v for k, v in values.items() if k in names}
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+# What a method's own hyper-parameter may not be called (its fields are the row's columns beside
+# these); then the methods installed packages declare (entry-point group novelty.methods).
+# The row's columns beyond the trial's configuration and the methods' own (novelty.trial.run_trial
+# writes them; tests/test_methods.py checks the list is whole).
+RUN_COLUMNS = ("key", "sweep", "run_name", "method", "class_drawn", "auc", "data_root", "data_fingerprint",
+               "val_score", "scored_epoch", "d_reinits", "resumed_from_epoch",
+               "n_train", "n_val", "n_test", "n_outliers", "train_seconds", "score_seconds", "images_per_second",
+               "device", "device_name", "world_size", "threads", "cpu_model", "cpu_capability",
+               "ray_node_id", "node_ip", "gpu_ids", "device_note", "torch_version", "package_version",
+               "git_commit", "hostname", "started_at", "finished_at", "epochs_run", "traced")
+methods.set_taken({f.name for f in dataclasses.fields(TrialConfig)},
+                  {*RUN_COLUMNS, *(f.name for f in dataclasses.fields(RunOptions))})
+methods.load_entry_points()

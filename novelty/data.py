@@ -1,4 +1,4 @@
-"""Datasets as cached uint8 tensors, and the one-class splits of DESIGN §2.
+"""Datasets as cached uint8 tensors, and the one-class splits of docs/design.md §2.
 
 Every dataset is decoded once by its reader (`novelty.readers`) into `images` (N, C, 32, 32)
 uint8 and `labels` (N,) int64 for its train and test parts, then cached under `cache_dir`
@@ -133,7 +133,7 @@ def _load_imageset(dataset: str, data_root: str, cache_dir: str, download: bool)
 
 
 def one_class_split(ds: ImageSet, dataset: str, normal_class: int, seed: int, val_fraction: float) -> Split:
-    """The paper's protocol (DESIGN §2): normal-only train/val, labelled test."""
+    """The paper's protocol (docs/design.md §2): normal-only train/val, labelled test."""
     gen = torch.Generator().manual_seed(seed)
     if dataset == "coil100":
         if normal_class == -1:

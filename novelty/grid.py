@@ -6,7 +6,6 @@ imports neither Ray nor the driver, so a Slurm job-array task runs without them.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import itertools
@@ -17,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import ConfigError, RunOptions, TrialConfig, add_dataclass_args, default_cache_dir, from_namespace
-
-TRIAL_FIELDS = {f.name for f in dataclasses.fields(TrialConfig)}
+from .config import ConfigError, RunOptions, TrialConfig, default_cache_dir, trial_fields
 # What every screen of the MNIST quality study fixes (sweeps/study_mnist*.py): score_lambda and
 # stop are pinned to the values the first rows were trained with, so keys stay stable; the score rule
 # itself is re-mixed from stored components (novelty report --score-rules)
@@ -39,7 +36,8 @@ class Sweep:
     name: str
     """Sweep name: the `sweep` column of its rows and the default results folder runs/<name>."""
     grid: dict[str, Sequence[Any]] = field(default_factory=dict)
-    """TrialConfig field -> values; the trials are their Cartesian product."""
+    """TrialConfig field (or a method's own hyper-parameter) -> values; the trials are their Cartesian
+    product (a method's own hyper-parameter is left out of another method's trials)."""
     fixed: dict[str, Any] = field(default_factory=dict)
     """TrialConfig fields held fixed for every trial (e.g. dataset, epochs)."""
     screens: tuple[dict[str, Any], ...] = ()
@@ -58,10 +56,11 @@ class Sweep:
         """Raise ConfigError naming any grid or fixed field that is not a TrialConfig field.
         (Called by `main` and `trials`, not at construction, so a sweep file run as a script
         reports a typo as one line instead of a traceback from its module body.)"""
-        unknown = (set(self.grid) | set(self.fixed) | {k for s in self.screens for k in s}) - TRIAL_FIELDS
+        known = trial_fields()
+        unknown = (set(self.grid) | set(self.fixed) | {k for s in self.screens for k in s}) - known
         if unknown:
             raise ConfigError(f"sweep {self.name!r}: unknown trial field(s) {', '.join(sorted(unknown))} in its "
-                              f"grid/fixed/screens; valid fields: {', '.join(sorted(TRIAL_FIELDS))}")
+                              f"grid/fixed/screens; valid fields: {', '.join(sorted(known))}")
         clash = {k for s in self.screens for k in s} & (set(self.grid) | {"normal_class", "seed", "variant"})
         if clash:
             raise ConfigError(f"sweep {self.name!r}: a screen sets {', '.join(sorted(clash))}; put classes, seeds, "
@@ -95,8 +94,9 @@ class Sweep:
                 forced["epochs"] = 1
                 screens = screens[:1]
         names = list(grid)
-        trials = [TrialConfig(**{**fixed, **screen, **forced}, **dict(zip(names, values)))
+        trials = [TrialConfig.from_flat({**fixed, **screen, **forced, **dict(zip(names, values))}, strict=False)
                   for screen in screens for values in itertools.product(*grid.values())]
+        trials = list(dict.fromkeys(trials))  # a method's own knob in the grid repeats other methods' trials
         if not trials:
             raise ConfigError(f"sweep {self.name!r} has no trials (an empty value list in its grid or options)")
         return trials

@@ -1,17 +1,19 @@
-"""The results store: one Parquet row file and one per-image score file per trial.
+"""The results store: per trial, one Parquet row file, one per-image score file and, when
+asked, one per-epoch trace file.
 
 Layout under a results folder or URI (anything pyarrow.fs understands: a local path,
 file://, s3://, gs://):
 
-    rows/<key>.parquet     one row: the trial's config, AUC and run facts (DESIGN §3)
-    scores/<key>.parquet   key, index, label, score, raw_score and the score's components
-                           (c_con, c_fea, c_lat; c_score for baselines) for every test image,
-                           as `read_scores` returns them; stored without what derives from
-                           the rest and the row (`novelty.scorefiles`)
-    trace/<key>.parquet    optional: one row per epoch, validation figures and ORACLE test AUCs
+    rows/<key>.parquet     one row: the trial's config, AUC and run facts (docs/design.md §3)
+    scores/<key>.parquet   key, index, label, score, raw_score and a c_<name> column per score
+                           component of every registered method (c_con, c_fea, c_lat, c_ink for
+                           the paper's method, c_score for a baseline; NaN where another's) for
+                           every test image, as `read_scores` returns them; stored without what
+                           derives from the rest and the row (`novelty.scorefiles`)
+    trace/<key>.parquet    optional (--trace): one row per epoch, validation figures and ORACLE test AUCs
 
-Both are written to a hidden temporary name and moved into place, scores first, so a
-row's presence means the trial is complete, and a rerun overwrites instead of adding.
+Each is written to a hidden temporary name and moved into place, trace and scores before
+the row, so a row's presence means the trial is complete, and a rerun overwrites instead of adding.
 Rows and scores are written zstd-compressed without Parquet statistics or pandas metadata
 (`ROW_META` marks such a row); files written before (Snappy, full score frames) read the same.
 """

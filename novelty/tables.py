@@ -33,13 +33,18 @@ from .effects import wilcoxon_p
 from .methods import VARIANTS
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
-HYPER_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in FIXED_FIELDS)
+
+
+def hyper_fields() -> tuple[str, ...]:
+    """The knobs that can label a row: TrialConfig's (less FIXED_FIELDS) and the methods' own."""
+    return (*(f.name for f in dataclasses.fields(TrialConfig) if f.name not in (*FIXED_FIELDS, "params")),
+            *methods.param_columns())
 PAPER_LABELS = {"paper (full)": "paper: full (Tian et al.)"}
 
 
 def _reads(variant: str) -> set[str]:
     """The knobs a variant's method reads (its own and the common ones)."""
-    return set(methods.spec_for(variant).reads) | set(methods.COMMON_FIELDS)
+    return methods.spec_for(variant).knobs()
 
 
 def _display(variant: str) -> str:
@@ -65,7 +70,7 @@ def label_rows(rows: pd.DataFrame) -> pd.DataFrame:
     for _, idx in out.groupby([out["dataset"], method]).groups.items():
         part = out.loc[idx]
         reads = set().union(*(_reads(v) for v in part["variant"].unique()))
-        varying = [c for c in HYPER_FIELDS if c in part and c in reads and part[c].nunique(dropna=False) > 1]
+        varying = [c for c in hyper_fields() if c in part and c in reads and part[c].nunique(dropna=False) > 1]
         out.loc[idx, "config"] = [", ".join(f"{c}={_fmt_value(r[c])}" for c in varying) for _, r in part.iterrows()]
     out["label"] = [f"{_display(v)} ({c})" if c else _display(v) for v, c in zip(out["variant"], out["config"])]
     return out

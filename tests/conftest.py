@@ -1,6 +1,7 @@
 """Shared fixtures: a per-session dataset cache, generated datasets, Ray kept out of ~/.ray."""
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -99,3 +100,47 @@ def die_after(epoch: int):
             assert path is not None and path.exists()
             raise Killed
     return hook
+
+
+@functools.lru_cache(maxsize=None)
+def toy_class() -> type:
+    """A pixel method in a few lines: how far each image's mean is from the normal images' mean
+    (defined on first use: it imports torch; one class for the whole session)."""
+    from novelty.methods.base import Method
+
+    class Toy(Method):
+        trained = False
+
+        def fit(self, train, val):
+            self.center = float(train.mean())
+
+        def components(self, x, batch=256, train_mode=False):
+            return {"score": (x.flatten(1).mean(1).double() - self.center).abs()}
+
+    return Toy
+
+
+@pytest.fixture
+def toy_method():
+    """The toy method registered for one test (as a user's own module would register it), and
+    removed after it: no test leaves a method in the registry."""
+    from novelty.methods import MethodSpec, register, unregister
+
+    spec = register(MethodSpec(name="toy", variants=("toy",), reads=(), impl=toy_class(), display="ours: toy"))
+    yield spec
+    unregister("toy")
+
+
+def image_tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -> Path:
+    """A split ImageFolder tree of 36x36 PNGs, two classes; `shift` moves every pixel (another tree)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(shift)
+    for part, n in (("train", n_train), ("test", 6)):
+        for k, name in enumerate(names):
+            d = root / part / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                px = rng.integers(0, 80, (36, 36, 3)) + 150 * k + shift
+                Image.fromarray(px.clip(0, 255).astype(np.uint8)).save(d / f"{i:04d}.png")
+    return root

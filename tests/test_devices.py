@@ -1,7 +1,6 @@
 """Devices and process groups as a GPU run needs them, checked where a CPU can see them."""
 import os
 
-import pytest
 import torch
 
 from novelty.checkpoints import load_checkpoint, save_checkpoint

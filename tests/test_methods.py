@@ -16,31 +16,15 @@ from sklearn.metrics import roc_auc_score
 from novelty.cli import main
 from novelty.config import ConfigError, RunOptions, TrialConfig
 from novelty.data import load_imageset, one_class_split
-from novelty.methods import MethodSpec, register, spec_for, variant_names
-from novelty.methods.base import Method
+from novelty.methods import MethodSpec, register, spec_for, unregister, variant_names
 from novelty.report import write_report
 from novelty.results import read_rows, read_scores
 from novelty.trial import run_trial, trace_columns
 
-from conftest import Killed, die_after
+from conftest import Killed, die_after, toy_class
 
 
-class Toy(Method):
-    """A pixel method in a few lines: how far each image's mean is from the normal images' mean."""
-
-    trained = False
-
-    def fit(self, train: torch.Tensor, val: torch.Tensor) -> None:
-        self.center = float(train.mean())
-
-    def components(self, x, batch=256, train_mode=False):
-        return {"score": (x.flatten(1).mean(1).double() - self.center).abs()}
-
-
-TOY = register(MethodSpec(name="toy", variants=("toy",), reads=(), impl=Toy, display="ours: toy"))
-
-
-def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_path, capsys):
+def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_path, capsys, toy_method):
     out = tmp_path / "res"
     assert main(["train", "--variant", "toy", "--normal-class", "1", "--results", str(out), "--no-progress"]) == 0
     assert main(["train", "--variant", "full", "--epochs", "1", "--normal-class", "1", "--results", str(out),
@@ -58,12 +42,12 @@ def test_a_method_in_a_test_file_runs_through_novelty_train_and_the_report(tmp_p
     assert not any("epochs" in label for label in table.index if "toy" in label)
 
 
-def test_registry_drives_config_and_knobs():
+def test_registry_drives_config_and_knobs(toy_method):
     assert "toy" in variant_names()
     with pytest.raises(ConfigError, match="unknown variant 'nope'.*toy"):
         TrialConfig(variant="nope")
     with pytest.raises(ValueError, match="already registered"):
-        register(MethodSpec(name="other", variants=("full",), reads=(), impl=Toy))
+        register(MethodSpec(name="other", variants=("full",), reads=(), impl=toy_method.impl))
     # a later knob a method does not read stays at its old value: a dae's stop, whatever was asked
     assert TrialConfig(variant="dae", stop="val_fea").stop == "last"
     assert TrialConfig(variant="full", stop="val_con").stop == "val_con"
@@ -98,11 +82,11 @@ def test_every_built_in_dataset_has_a_reader():
     assert tuple(READERS) == DATASETS
 
 
-def test_rows_carry_every_registered_column(tmp_path):
+def test_rows_carry_every_registered_column(tmp_path, toy_method):
     from novelty.trial import row_columns
 
     row = run_trial(TrialConfig(variant="kde", normal_class=0), RunOptions(results=str(tmp_path), progress=False))
-    for spec in (spec_for("full"), spec_for("dae"), spec_for("kde"), TOY):
+    for spec in (spec_for("full"), spec_for("dae"), spec_for("kde"), toy_method):
         for column in spec.columns:
             assert column in row
     assert set(row_columns()) <= set(row) and row["kde_bandwidth"] > 0 and pd.isna(row["val_loss_fea"])
@@ -110,13 +94,17 @@ def test_rows_carry_every_registered_column(tmp_path):
 
 
 def test_a_registered_methods_losses_are_trace_columns():
-    class Losses(Toy):
+    class Losses(toy_class()):
         loss_names = ("loss_toy_a", "loss_toy_b")
 
     before = trace_columns()
     assert "loss_toy_a" not in before
     register(MethodSpec(name="toy_losses", variants=("toy_losses",), reads=(), impl=Losses))
-    columns = trace_columns()
+    try:
+        columns = trace_columns()
+    finally:
+        unregister("toy_losses")
+    assert trace_columns() == before
     # its losses sit with the others, in its order, before the loop's figures; nothing else moves
     assert columns.index("loss_toy_a") + 1 == columns.index("loss_toy_b") < columns.index("d_reinits")
     assert tuple(c for c in columns if not c.startswith("loss_toy_")) == before

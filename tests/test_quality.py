@@ -15,7 +15,7 @@ from novelty.results import read_rows, read_scores, read_trace
 from novelty.selection import loco_select, oracle_per_class, oracle_table, paper_views, rescore
 from novelty.trial import run_trial
 
-from test_reliability import _tree
+from conftest import image_tree
 
 
 def _opts(out, **kw):
@@ -54,10 +54,10 @@ def test_baseline_rows_have_the_trial_schema(tmp_path, variant):
 
 def _trees_differing_in_test(tmp_path):
     """Two ImageFolder trees with the same train/ and a different test/."""
-    a = _tree(tmp_path / "a", 12, 0)
+    a = image_tree(tmp_path / "a", 12, 0)
     b = tmp_path / "b"
     shutil.copytree(a / "train", b / "train")
-    _tree(tmp_path / "other", 12, 40)
+    image_tree(tmp_path / "other", 12, 40)
     shutil.copytree(tmp_path / "other" / "test", b / "test")
     return a, b
 

@@ -20,6 +20,8 @@ import torch
 
 from novelty.results import read_rows, read_scores
 
+from conftest import image_tree
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,24 +47,10 @@ def _train(out, *args: str):
     return _cli("train", "--epochs", "1", "--batch-size", "8", "--results", str(out), "--no-progress", *args)
 
 
-def _tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(shift)
-    for part, n in (("train", n_train), ("test", 6)):
-        for k, name in enumerate(names):
-            d = root / part / name
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                px = rng.integers(0, 80, (36, 36, 3)) + 150 * k + shift
-                Image.fromarray(px.clip(0, 255).astype(np.uint8)).save(d / f"{i:04d}.png")
-    return root
-
-
 def test_key_covers_the_data(tmp_path):
     """Two trees under the same dataset name, class, seed and variant are two trials: two rows,
     and the second never resumes from the first one's checkpoint."""
-    a, b = _tree(tmp_path / "a", 12, 0), _tree(tmp_path / "b", 12, 30)
+    a, b = image_tree(tmp_path / "a", 12, 0), image_tree(tmp_path / "b", 12, 30)
     out = tmp_path / "res"
     common = ["--dataset", "imagefolder", "--cache-dir", str(tmp_path / "cache")]
     assert _train(out, *common, "--data-root", str(a)).returncode == 0
@@ -86,7 +74,7 @@ def test_key_covers_the_data(tmp_path):
 
 
 def test_too_little_data_is_an_error_not_a_row(tmp_path):
-    tree = _tree(tmp_path / "tree", 1, 0)  # one training image per class: no batch of 2
+    tree = image_tree(tmp_path / "tree", 1, 0)  # one training image per class: no batch of 2
     out = tmp_path / "res"
     p = _train(out, "--dataset", "imagefolder", "--data-root", str(tree), "--val-fraction", "0",
                "--cache-dir", str(tmp_path / "cache"))
@@ -206,7 +194,7 @@ def test_stored_components_reproduce_the_score(tmp_path):
 def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
     """MVTec-style: train/good only; test/good and test/<defect>; --normal-class good."""
     root = tmp_path / "mvtec"
-    _tree(root, 10, 0, names=("good", "scratch"))
+    image_tree(root, 10, 0, names=("good", "scratch"))
     shutil.rmtree(root / "train" / "scratch")  # outliers only in the test split
     out = tmp_path / "res"
     common = ["--dataset", "imagefolder", "--data-root", str(root), "--cache-dir", str(tmp_path / "c")]

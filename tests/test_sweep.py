@@ -1,20 +1,18 @@
 """The Ray Tune driver on a real local Ray: one row per trial, skip-by-key, retries that resume."""
 import os
 
-import pandas as pd
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
+from novelty.config import RunOptions, TrialConfig
+from novelty.grid import Sweep, SweepOptions
+from novelty.tables import summary_table
+from novelty.results import delete_trial, existing_keys, read_rows
+from novelty.grid import trial_labels
+from novelty.sweep import run_sweep
+from novelty.trial import run_trial
 
-from novelty.config import RunOptions, TrialConfig  # noqa: E402
-from novelty.grid import Sweep, SweepOptions  # noqa: E402
-from novelty.tables import summary_table  # noqa: E402
-from novelty.results import delete_trial, existing_keys, read_rows  # noqa: E402
-from novelty.grid import trial_labels  # noqa: E402
-from novelty.sweep import run_sweep  # noqa: E402
-from novelty.trial import run_trial  # noqa: E402
-
-from conftest import digits_fingerprint  # noqa: E402
+from conftest import digits_fingerprint
 
 DIGITS = digits_fingerprint()
 
@@ -143,12 +141,10 @@ def test_baselines_through_tune_beside_the_papers_rows(fake_mnist, tmp_path):
         assert table.loc[f"paper: {name}", "1"] != "" and table.loc[f"ours: {name}", "1"].endswith("(1)")
 
 
-def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path):
-    """The toy method of tests/test_methods.py, registered there and nowhere else, runs as a grid
-    value of a Ray Tune sweep (the driver ships it to the workers by value: they cannot import a
-    test file) and lands in the report. A sweep of built-in methods ships nothing."""
-    import test_methods  # noqa: F401  (registers the toy method, as a user's own module would)
-
+def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path, toy_method):
+    """The toy method (tests/conftest.py), registered in this process and nowhere else, runs as a
+    grid value of a Ray Tune sweep (the driver ships it to the workers by value: they cannot import
+    a test's module) and lands in the report. A sweep of built-in methods ships nothing."""
     from novelty.report import write_report
 
     sweep = Sweep(name="toy", grid={"variant": ["toy"], "normal_class": [0, 1]}, fixed={"dataset": "digits"},

@@ -8,12 +8,28 @@ returns per-image score components and gives its state dict; the one training lo
 (`novelty.loop`) does the rest. Adding a method is that module plus one `register(...)`:
 here for the built-in ones, or anywhere (a test file, a user's package) for others:
 
+    @dataclass(frozen=True)
+    class MineParams:          # (a docstring under each field: its --help text)
+        mine_alpha: float = 0.5
+
     register(MethodSpec(name="mine", variants=("mine",), reads=("epochs", "lr"),
-                        impl=MyMethod))   # or impl="mypackage.mine:MyMethod"
+                        impl="mypackage.mine:MyMethod", params=MineParams))
+
+A method's own hyper-parameters (`params`) are options of `novelty train`, fields a sweep's
+grid and fixed may set, columns of its rows and parts of its trials' keys, by their own names
+(`cfg.params.mine_alpha` in the method). An installed package adds methods without any
+import by the user through the entry-point group `novelty.methods`, each entry naming a
+MethodSpec (keep that module torch-free: `impl` as a "module:Class" string):
+
+    [project.entry-points."novelty.methods"]
+    mine = "mypackage.spec:MINE"
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.metadata
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +60,18 @@ class MethodSpec:
     """The label of its row in the paper's tables 1-3 (paper_tables.csv), if it has one per class."""
     display: str = ""
     """How the report names it ("ours: DAE"); the variant's own name when empty."""
+    params: Any = None
+    """A frozen dataclass of its own hyper-parameters (a docstring under each field), or None:
+    the trial's `cfg.params` is one of them; its fields are options, grid fields, row columns
+    and key parts by their own names, so no two methods may declare one name."""
+
+    def param_names(self) -> tuple[str, ...]:
+        """The names of its own hyper-parameters (its `params` dataclass's fields)."""
+        return tuple(f.name for f in dataclasses.fields(self.params)) if self.params is not None else ()
+
+    def knobs(self) -> set[str]:
+        """Every field its trials' results depend on: the common ones, `reads` and its own."""
+        return {*COMMON_FIELDS, *self.reads, *self.param_names()}
 
     def load(self) -> type:
         if isinstance(self.impl, str):
@@ -53,6 +81,40 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+_FROM_ENTRY_POINTS: set[str] = set()  # variants an installed package's entry point registered
+# The TrialConfig fields, and the row's other columns a method's own hyper-parameter must not
+# shadow; set by novelty.config once TrialConfig exists (it imports this module).
+_TAKEN: dict[str, frozenset[str]] = {}
+
+
+def _check(spec: MethodSpec) -> None:
+    """Refuse a spec whose `reads` names no TrialConfig field, or whose `params` is not a frozen
+    dataclass or declares a name TrialConfig, the row or another method already has."""
+    if spec.params is not None and not (dataclasses.is_dataclass(spec.params) and isinstance(spec.params, type)
+                                        and spec.params.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+        raise ValueError(f"method {spec.name!r}: params must be a frozen dataclass (got {spec.params!r})")
+    if not _TAKEN:
+        return  # a built-in registered while novelty.config loads: it checks them all when it is done
+    unknown = set(spec.reads) - _TAKEN["trial"]
+    if unknown:
+        raise ValueError(f"method {spec.name!r} reads {', '.join(sorted(unknown))}: not TrialConfig field(s); "
+                         f"its own hyper-parameters belong in its params dataclass")
+    others = {n: s.name for s in specs() if s.name != spec.name for n in s.param_names()}
+    for name in spec.param_names():
+        if name in _TAKEN["trial"] or name in _TAKEN["row"]:
+            raise ValueError(f"method {spec.name!r}: hyper-parameter {name!r} is already a TrialConfig field or a "
+                             f"row column; give it a name of its own (e.g. {spec.name}_{name})")
+        if name in others:
+            raise ValueError(f"method {spec.name!r}: hyper-parameter {name!r} is already method {others[name]!r}'s; "
+                             f"give it a name of its own (e.g. {spec.name}_{name})")
+
+
+def set_taken(trial_fields: set[str], row_columns: set[str]) -> None:
+    """Called by novelty.config: the names a method's own hyper-parameter may not take. Checks
+    the methods registered before it was known."""
+    _TAKEN.update(trial=frozenset(trial_fields), row=frozenset(row_columns))
+    for spec in specs():
+        _check(spec)
 
 
 def register(spec: MethodSpec) -> MethodSpec:
@@ -60,9 +122,17 @@ def register(spec: MethodSpec) -> MethodSpec:
     for variant in spec.variants:
         if variant in _REGISTRY and _REGISTRY[variant] != spec:
             raise ValueError(f"variant {variant!r} is already registered by method {_REGISTRY[variant].name!r}")
+    _check(spec)
     for variant in spec.variants:
         _REGISTRY[variant] = spec
     return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a method's variants from the registry (tests that register one clean up with it)."""
+    for variant in [v for v, s in _REGISTRY.items() if s.name == name]:
+        del _REGISTRY[variant]
+        _FROM_ENTRY_POINTS.discard(variant)
 
 
 def spec_for(variant: str) -> MethodSpec:
@@ -81,8 +151,16 @@ def specs() -> list[MethodSpec]:
 
 
 def plugins() -> tuple[MethodSpec, ...]:
-    """The methods registered from outside this package (a sweep ships them to its workers)."""
-    return tuple(s for s in specs() if not (isinstance(s.impl, str) and s.impl.startswith("novelty.methods.")))
+    """The methods registered from outside this package by code (a test file, a script), which
+    a sweep ships to its workers. Those of an installed package's entry point are not among them:
+    each worker's own `import novelty.methods` registers them."""
+    return tuple(s for s in specs() if not (isinstance(s.impl, str) and s.impl.startswith("novelty.methods."))
+                 and not set(s.variants) & _FROM_ENTRY_POINTS)
+
+
+def param_columns() -> tuple[str, ...]:
+    """Every registered method's own hyper-parameters (row columns; NaN in other methods' rows)."""
+    return tuple(n for s in specs() for n in s.param_names())
 
 
 def method_columns() -> tuple[str, ...]:
@@ -114,3 +192,24 @@ register(MethodSpec(name="ocsvm", variants=("ocsvm",), impl="novelty.methods.pix
                     columns=("ocsvm_nu",), paper_label="paper: OCSVM", display="ours: OCSVM"))
 register(MethodSpec(name="kde", variants=("kde",), impl="novelty.methods.pixels:KDE", reads=(),
                     columns=("kde_bandwidth",), paper_label="paper: KDE", display="ours: KDE"))
+
+
+# ---------------------------------------------------------------- methods of installed packages
+
+ENTRY_POINT_GROUP = "novelty.methods"
+
+
+def load_entry_points() -> None:
+    """Register the MethodSpec (or tuple of them) each `novelty.methods` entry point names. A
+    broken entry point costs its own methods only: one line on stderr names it and why."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found = ep.load()
+            for spec in found if isinstance(found, (tuple, list)) else (found,):
+                if not isinstance(spec, MethodSpec):
+                    raise TypeError(f"it names a {type(spec).__name__}, not a novelty.methods.MethodSpec")
+                register(spec)
+                _FROM_ENTRY_POINTS.update(spec.variants)
+        except Exception as exc:  # noqa: BLE001 (any error of someone else's package; named, then skipped)
+            print(f"novelty: warning: the method entry point {ep.name} = {ep.value} "
+                  f"({ep.dist.name if ep.dist else '?'}) was not loaded: {type(exc).__name__}: {exc}", file=sys.stderr)
