@@ -163,7 +163,7 @@ def placement(device: str) -> tuple[str, dict[str, str]]:
 
 
 def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path | None, ckpt: Path,
-                    fail_dir: str | None, key: str, data: str, where: dict[str, str]) -> dict:
+                    key: str, data: str, where: dict[str, str]) -> dict:
     resumed = tune.get_checkpoint()
     if resumed is not None and local is None:  # a Tune retry of a trial with remote results: its last epoch
         with resumed.as_directory() as d:
@@ -172,10 +172,6 @@ def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path 
     def on_epoch(metrics: dict, path: Path | None) -> None:
         # the checkpoint goes to Tune only when no local one survives the process (remote results)
         _report_epoch({**metrics, "key": key, "done": False}, None if local else path)
-        marker = Path(fail_dir) / key if fail_dir else None
-        if marker is not None and not marker.exists():  # test hook: fail once, after a checkpoint
-            marker.touch()
-            raise RuntimeError(f"injected failure after epoch {metrics['epoch']} of {cfg.variant} {key}")
 
     if ranks > 1:
         return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch, data, where)
@@ -190,7 +186,8 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
     tune.with_parameters, so the grid's axis Tune shows and stores is the short label alone.
     `plugins`: the methods the driver registered beyond the built-in ones, registered here too.
     """
-    for spec in plugins:
+    for spec in plugins:  # the driver's current ones (a reused worker may hold an older copy)
+        methods.unregister(spec.name)
         methods.register(spec)
     planned = trials[config["trial"]]
     cfg, key, data = TrialConfig(**planned["config"]), planned["key"], planned["data"]
@@ -205,8 +202,7 @@ def trainable(config: dict, trials: dict[str, dict], plugins: tuple = ()) -> Non
     local = default_checkpoint(key, opts)  # beside local results: reruns and Tune's retries resume from it
     try:
         with tempfile.TemporaryDirectory(prefix="novelty-ckpt-") as scratch:  # remote results: a scratch copy
-            row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME,
-                                  config.get("fail_once_dir"), key, data, where)
+            row = _run_tune_trial(cfg, opts, ranks, local, local or Path(scratch) / CKPT_NAME, key, data, where)
     except USER_ERRORS as exc:  # it would fail the same way again: no retry, no traceback, no row
         print(f"novelty: error: trial {config['trial']}: {exc}", flush=True)
         tune.report({"error": str(exc), "key": key, "done": True})
@@ -281,7 +277,7 @@ def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str,
     return trials, fingerprints
 
 
-def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None) -> SweepSummary:
+def run_sweep(sweep: Sweep, opts: SweepOptions) -> SweepSummary:
     """Run every trial of `sweep` that has no row yet through Ray Tune."""
     trial_resources(sweep, have_gpu=True)  # a GPU request that cannot be right fails before Ray starts
     uri = opts.results_uri(sweep)
@@ -312,7 +308,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
         tune.with_resources(tune.with_parameters(trainable, trials=by_label, plugins=_plugins(pending)), {"cpu": res.cpus, "gpu": res.gpus}),
         # one Tune trial per pending (class x seed x variant x ...) tuple of the grid, by short label
         param_space={"trial": tune.grid_search(list(by_label)),
-                     "run": dataclasses.asdict(run), "ranks": res.ranks, "fail_once_dir": fail_once_dir},
+                     "run": dataclasses.asdict(run), "ranks": res.ranks},
         # reuse_actors: the next trial runs in the finished trial's warm worker instead of a new
         # process that imports torch again (seconds per trial; see bench/sweep_overhead.py). A
         # trial leaves no state there that the next one reads; a failed trial's actor is not reused.
@@ -331,7 +327,8 @@ def run_sweep(sweep: Sweep, opts: SweepOptions, fail_once_dir: str | None = None
         landed = sum(t.key(fingerprints[t.dataset]) in now_done for t in pending)
         raise Terminated(f"sweep {sweep.name}: {len(trials) - len(pending) + landed} of {len(trials)} trials have "
                          f"rows in {uri} ({landed} landed in this run)")
-    failed = [r.config["trial"] for r in grid if r.error is not None]
+    # a trial that failed before Tune stored its config (its worker died while starting) has none
+    failed = [(r.config or {}).get("trial", r.path) for r in grid if r.error is not None]
     now_done = existing_keys(uri)
     missing = [t.run_name(fingerprints[t.dataset]) for t in pending if t.key(fingerprints[t.dataset]) not in now_done]
     if not failed and not missing and "://" not in uri:

@@ -131,6 +131,34 @@ def toy_method():
     unregister("toy")
 
 
+@pytest.fixture
+def flaky_method(tmp_path):
+    """Variant "flaky": the paper's method (as its base variant) that raises once per (class,
+    seed), as its second epoch begins, after the first epoch's checkpoint exists, so a retry
+    must resume from that checkpoint. Yields the folder of markers that each failure leaves."""
+    from novelty.methods import TIAN2020, MethodSpec, register, unregister
+    from novelty.methods.tian2020 import Tian2020
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+
+    class FailOnce(Tian2020):  # defined here: a Ray sweep ships it to its workers by value
+        marker_dir = str(markers)
+
+        def begin_epoch(self):
+            super().begin_epoch()
+            self.begun = getattr(self, "begun", 0) + 1
+            marker = Path(self.marker_dir) / f"c{self.cfg.normal_class}-s{self.cfg.seed}"
+            if self.begun == 2 and not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"injected failure as epoch 2 of {marker.name} begins")
+
+    register(MethodSpec(name="flaky", variants=("flaky",), reads=TIAN2020.reads, impl=FailOnce,
+                        columns=TIAN2020.columns, components=TIAN2020.components))
+    yield markers
+    unregister("flaky")
+
+
 def image_tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -> Path:
     """A split ImageFolder tree of 36x36 PNGs, two classes; `shift` moves every pixel (another tree)."""
     from PIL import Image
