@@ -14,6 +14,13 @@ import pytest
 # GPUs are checked by bench/gpu_check.py.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+# The suite keeps its Ray sessions, and the record of the cluster a sweep started, in a folder of
+# its own: a driver that looks for "the cluster running on this machine" never joins a user's
+# (or a background sweep's) Ray, nor another suite's (one per pytest-xdist worker). Short: Ray's
+# unix sockets live there.
+os.environ["RAY_TMPDIR"] = f"/tmp/rt-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getuid()}"
+os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # The DDP tests' 1-vs-2-rank tolerances were measured at these values; pinned so a change of
