@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from . import methods
+from .errors import ConfigError
 
 SCORE_NORMS = ("none", "val", "ink")
 STOP_RULES = ("last", "val_fea", "val_con")
@@ -49,10 +50,6 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil1
 # that value leaves the field out of its key, so adding a knob does not re-key old rows (and
 # `results.read_rows` fills it into rows written before the field existed).
 LATER_FIELDS = {"stop": "last", "preprocess": "none"}
-
-
-class ConfigError(ValueError):
-    """A configuration value the user gave is invalid."""
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, wilcoxon
 
+from .paper import table4_means
+
 BOOT = 10_000
 BOOT_SEED = 0
 ALPHA, POWER = 0.05, 0.80
-# The paper's table 4 (CIFAR-10 means): the differences it claims between its rows
-PAPER_T4 = {"base": 0.619, "entropy": 0.642, "full": 0.655}
 CLASS_COLUMNS = ["dataset", "config", "comparison", "normal_class", "mean", "std", "n", "ci_low", "ci_high"]
 COMPARISONS = (("entropy", "base"), ("cam", "base"), ("full", "base"), ("full", "entropy"), ("full", "cam"))
 
@@ -82,9 +82,10 @@ def min_detectable(class_diffs: np.ndarray, alpha: float = ALPHA, power: float =
 
 def paper_claim(dataset: str, a: str, b: str) -> float:
     """The difference the paper's table 4 claims for a − b (NaN where it has no such rows)."""
-    if dataset != "cifar10" or a not in PAPER_T4 or b not in PAPER_T4:
+    t4 = table4_means(dataset)
+    if a not in t4 or b not in t4:
         return float("nan")
-    return round(PAPER_T4[a] - PAPER_T4[b], 4)
+    return round(t4[a] - t4[b], 4)
 
 
 def _pairs(part: pd.DataFrame, a: str, b: str) -> pd.DataFrame:

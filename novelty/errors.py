@@ -1,13 +1,18 @@
-"""The errors a user can cause, and how every entry point reports them: one line on stderr and
-an exit status that says which kind of error it was (EXIT_CODES, listed in `novelty --help`).
-Torch-free, so `novelty report` and the sweep driver import it without a network."""
+"""Every error a user can cause, in one place, and how every entry point reports them: one line
+on stderr and an exit status that says which kind of error it was (EXIT_CODES, listed in
+`novelty --help`). Imports nothing of the package and no torch, so every module can use it."""
 from __future__ import annotations
 
 import signal
 import sys
 
-from .config import ConfigError
-from .results import ResultsError
+
+class ConfigError(ValueError):
+    """A configuration value the user gave is invalid."""
+
+
+class ResultsError(RuntimeError):
+    """The results folder cannot be used (not writable, not reachable)."""
 
 
 class DataError(RuntimeError):

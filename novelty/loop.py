@@ -26,7 +26,7 @@ from .data import Split
 from .distributed import barrier, global_mean, make_deterministic, sync_buffers, world
 from .errors import DataError, TrainingDiverged
 from .methods.base import Method
-from .scoring import auc, eq7
+from .scoring import auc
 
 EpochCallback = Callable[[dict, Path | None], None]
 REFCODE_BATCH = 64  # the GANomaly family's test batch size
@@ -111,11 +111,12 @@ def fit_once(run: Run, split: Split) -> dict:
 
 
 @torch.no_grad()
-def val_stats(val: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Mean and std of each component (not the ink) on the normal validation images: {con_mean, ...}."""
+def val_stats(val: dict[str, torch.Tensor], unscaled: tuple[str, ...] = ()) -> dict[str, float]:
+    """Mean and std of each component (less the method's `unscaled` ones) on the normal validation
+    images: {con_mean, ...}."""
     stats = {}
     for c, v in val.items():
-        if c == "ink":
+        if c in unscaled:
             continue
         v = v.double()
         stats[f"{c}_mean"] = float(v.mean()) if len(v) else float("nan")
@@ -127,7 +128,7 @@ def validate(method: Method, val_x: torch.Tensor) -> dict:
     """Validation figures on normal-only held-out images (no labels, no test data): the mean and
     std of each score component (the scale `score_norm="val"` uses) and the mean score."""
     comps = method.components(val_x)
-    stats = val_stats(comps)
+    stats = val_stats(comps, method.unscaled)
     score = (float(np.mean(method.score({c: v.numpy() for c, v in comps.items()}, stats)))
              if len(val_x) else float("nan"))
     return {**{f"val_{k}": v for k, v in stats.items()}, **method.val_figures(stats), "val_score": score}
@@ -172,7 +173,7 @@ def oracle_trace(method: Method, split: Split, subset: torch.Tensor, stats: dict
         for name, order in (("oracle_refcode_auc_mix", torch.arange(len(x))),
                             ("oracle_refcode_nf_auc_mix", normal_first(split.test_labels[subset]))):
             ref = copy.deepcopy(method).components(x[order], batch=REFCODE_BATCH, train_mode=True)
-            raw = eq7(ref["con"].double().numpy(), ref["fea"].double().numpy(), method.cfg.score_lambda)  # raw, as that code mixed
+            raw = method.refcode_score({c: v.double().numpy() for c, v in ref.items()})
             out[name] = auc(labels[order.numpy()], raw)
     return out
 

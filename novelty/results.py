@@ -29,14 +29,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .config import LATER_FIELDS, first_line
+from .errors import ResultsError
 from .scorefiles import compact, expand, is_compact, write_options
 
 ROWS, SCORES, TRACE = "rows", "scores", "trace"
 ROW_META = {b"novelty.rows": b"2"}
-
-
-class ResultsError(RuntimeError):
-    """The results folder cannot be used (not writable, not reachable)."""
 
 
 def open_store(uri: str) -> tuple[pafs.FileSystem, str]:

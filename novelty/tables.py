@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ import pandas as pd
 from . import methods
 from .config import TrialConfig
 from .effects import wilcoxon_p
+from .paper import published
 from .methods import VARIANTS
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
@@ -39,7 +39,7 @@ def hyper_fields() -> tuple[str, ...]:
     """The knobs that can label a row: TrialConfig's (less FIXED_FIELDS) and the methods' own."""
     return (*(f.name for f in dataclasses.fields(TrialConfig) if f.name not in (*FIXED_FIELDS, "params")),
             *methods.param_columns())
-PAPER_LABELS = {"paper (full)": "paper: full (Tian et al.)"}
+PAPER_LABELS = {"paper (full)": methods.TIAN2020.paper_label}  # paper_tables.csv's name of its own method
 
 
 def _reads(variant: str) -> set[str]:
@@ -120,8 +120,7 @@ def class_mean_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def paper_table() -> pd.DataFrame:
     """The paper's published AUCs: table, dataset, method, normal_class (str: 0-9 or mean), auc."""
-    with resources.files("novelty").joinpath("paper_tables.csv").open("r") as fh:
-        paper = pd.read_csv(fh, dtype={"normal_class": str})
+    paper = published()
     labels = [f"paper T4: {m}" if t == 4 else PAPER_LABELS.get(m, f"paper: {m}")
               for t, m in zip(paper["table"], paper["method"])]
     return paper.assign(label=labels)

@@ -53,7 +53,11 @@ class Method:
     multi_rank: bool = True
     """Whether it can run under torch.distributed (DDP); a pixel method cannot."""
     refcode: bool = False
-    """Whether the trace adds the reference code's view (BatchNorm in train mode, batches of 64)."""
+    """Whether the trace adds the reference code's view (BatchNorm in train mode, batches of 64,
+    scored by `refcode_score`)."""
+    unscaled: tuple[str, ...] = ()
+    """Components that are no error to scale (e.g. an image's ink): the validation statistics
+    (the `stats` of `score`) leave them out."""
 
     def __init__(self, cfg: TrialConfig, channels: int, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -97,6 +101,11 @@ class Method:
     def score(self, comps: dict[str, np.ndarray], stats: dict[str, float]) -> np.ndarray:
         """The per-image score from the components (float64): its one component by default."""
         return np.asarray(comps["score"], dtype=np.float64)
+
+    def refcode_score(self, comps: dict[str, np.ndarray]) -> np.ndarray:
+        """The score as the method's reference code computes it from components taken its way
+        (the trace's oracle_refcode views; only called when `refcode`)."""
+        raise NotImplementedError
 
     def val_figures(self, stats: dict[str, float]) -> dict[str, float]:
         """Extra per-epoch validation figures from the components' validation statistics."""

@@ -16,7 +16,7 @@ from ..config import TrialConfig
 from ..distributed import sync_grads
 from ..losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
 from ..models import Discriminator, Generator
-from ..scoring import mix
+from ..scoring import eq7, mix
 from .base import Method, init_weights, scoring
 
 D_COLLAPSE = 1e-5  # re-initialise D when its loss falls below this (GANomaly)
@@ -32,6 +32,7 @@ class Tian2020(Method):
 
     loss_names = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_fea", "loss_inf")
     refcode = True
+    unscaled = ("ink",)  # the image's own mean intensity: the divisor of score_norm "ink", not an error
 
     def __init__(self, cfg: TrialConfig, channels: int, device: torch.device) -> None:
         super().__init__(cfg, channels, device)
@@ -120,6 +121,9 @@ class Tian2020(Method):
 
     def score(self, comps: dict[str, np.ndarray], stats: dict[str, float]) -> np.ndarray:
         return mix(comps, self.cfg.score_lambda, self.cfg.score_norm, stats)
+
+    def refcode_score(self, comps: dict[str, np.ndarray]) -> np.ndarray:
+        return eq7(comps["con"], comps["fea"], self.cfg.score_lambda)  # raw, as that code mixed
 
     def val_figures(self, stats: dict[str, float]) -> dict[str, float]:
         return {"val_loss_con": stats["con_mean"], "val_loss_fea": stats["fea_mean"]}
