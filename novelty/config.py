@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from . import methods
+from .datasets import dataset_names
 from .errors import ConfigError
 
 SCORE_NORMS = ("none", "val", "ink")
@@ -45,7 +46,7 @@ PAPER = {
 CIFAR10 = {"preprocess": "gcn", "epochs": 1, "score_lambda": 0.9, "score_norm": "val"}
 PRESETS = {"paper": PAPER, "cifar10": CIFAR10}
 """Named sets of TrialConfig values: `novelty train --preset paper`, or `fixed={**PRESETS["paper"]}` in a sweep."""
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil100")
+DATASETS = dataset_names()  # the registry's (novelty.datasets)
 # Fields added after rows were committed, with the value every earlier trial had: a trial at
 # that value leaves the field out of its key, so adding a knob does not re-key old rows (and
 # `results.read_rows` fills it into rows written before the field existed).

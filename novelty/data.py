@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from .errors import DataError
-from .readers import READERS, ImageSet
+from .datasets import dataset_names, dataset_spec
+from .readers import ImageSet
 
 
 @dataclass(frozen=True)
@@ -119,23 +120,24 @@ def load_imageset(dataset: str, data_root: str = "", cache_dir: str = "", downlo
 
 
 def _load_imageset(dataset: str, data_root: str, cache_dir: str, download: bool) -> ImageSet:
-    if dataset not in READERS:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(READERS)}")
+    if dataset not in dataset_names():
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(dataset_names())}")
+    spec = dataset_spec(dataset)
     data_root = os.path.expanduser(data_root)  # '~/data' that reached us unexpanded (quoted): this node's home
     cache_dir = os.path.expanduser(cache_dir)  # likewise a '~/...' cache folder
-    if dataset != "digits":
+    if spec.needs_root:
         if not data_root:
             raise DataError(f"dataset {dataset!r} needs --data-root")
         if not Path(data_root).is_dir() and not download:
             raise DataError(f"data root {data_root} does not exist")
-    sources, decode = READERS[dataset](Path(data_root), download)
+    sources, decode = spec.load_reader()(Path(data_root), download)
     return _cached(dataset, sources, cache_dir, decode) if cache_dir else decode()
 
 
 def one_class_split(ds: ImageSet, dataset: str, normal_class: int, seed: int, val_fraction: float) -> Split:
     """The paper's protocol (docs/design.md §2): normal-only train/val, labelled test."""
     gen = torch.Generator().manual_seed(seed)
-    if dataset == "coil100":
+    if dataset_spec(dataset).protocol == "holdout":
         if normal_class == -1:
             normal_class = int(torch.randint(ds.n_classes, (1,), generator=gen))
         _check_class(normal_class, ds.n_classes, dataset)
@@ -170,11 +172,12 @@ def one_class_split(ds: ImageSet, dataset: str, normal_class: int, seed: int, va
 def check_trainable(ds: ImageSet, dataset: str, normal_class: int, val_fraction: float, min_train: int) -> None:
     """Fail before any training when a trial could not take one optimiser step (found before
     Ray starts, so a sweep does not retry a trial that cannot work)."""
-    if dataset == "coil100" and normal_class == -1:
-        return  # the seed draws the class; every COIL object has 72 views
+    holdout = dataset_spec(dataset).protocol == "holdout"
+    if holdout and normal_class == -1:
+        return  # the seed draws the class (COIL-100: every object has 72 views)
     _check_class(normal_class, ds.n_classes, dataset)
     n_pool = int((ds.train_y == normal_class).sum())
-    if dataset == "coil100":
+    if holdout:
         n_pool = int(round(0.8 * n_pool))
     n_train = n_pool - int(round(val_fraction * n_pool))
     if n_train < min_train:

@@ -1,8 +1,8 @@
 """Dataset readers: each turns the files of one dataset format into an ImageSet of uint8
 images (N, C, 32, 32) and int64 labels, checking every file for the shape and kind its slot
-needs before it is used. `READERS` maps a dataset name to (its sources: files, or folders
-whose files all count; a decoder); the sources' paths, sizes and mtimes key the cache
-(`novelty.data.source_stamp`).
+needs before it is used. A reader (`read_<dataset>`, named by the registry `novelty.datasets`)
+takes the data root and returns (its sources: files, or folders whose files all count; a
+decoder); the sources' paths, sizes and mtimes key the cache (`novelty.data.source_stamp`).
 
 Data files are data: the CIFAR-10 python batches are pickles, read with an unpickler that
 accepts only what that format holds (dicts, lists, strings, bytes, numbers and numpy
@@ -295,14 +295,12 @@ def _decode_digits() -> ImageSet:
     return ImageSet(x[tr], y[tr], x[te], y[te], 10)
 
 
-
-
-# ---------------------------------------------------------------- the registry
+# ---------------------------------------------------------------- the readers (novelty.datasets names them)
 
 Reader = Callable[[Path, bool], tuple[list[Path], Callable[[], ImageSet]]]
 
 
-def _digits(root: Path, download: bool):
+def read_digits(root: Path, download: bool):
     import sklearn.datasets
 
     return [Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"], _decode_digits
@@ -315,7 +313,10 @@ def _mnist(folder: str) -> Reader:
     return reader
 
 
-def _cifar10(root: Path, download: bool):
+read_mnist, read_fashion_mnist = _mnist("MNIST"), _mnist("FashionMNIST")
+
+
+def read_cifar10(root: Path, download: bool):
     pickles = _cifar_pickles(root, download)
     if pickles is not None:
         return pickles, lambda: _decode_cifar_pickles(pickles)
@@ -323,18 +324,10 @@ def _cifar10(root: Path, download: bool):
     return _imagefolder_sources(tree), lambda: _decode_imagefolder(tree)
 
 
-def _imagefolder(root: Path, download: bool):
+def read_imagefolder(root: Path, download: bool):
     return _imagefolder_sources(root), lambda: _decode_imagefolder(root)
 
 
-def _coil100(root: Path, download: bool):
+def read_coil100(root: Path, download: bool):
     files = _coil_files(root)
     return files, lambda: _decode_coil(files)
-
-
-READERS: dict[str, Reader] = {
-    "digits": _digits,  # embedded: scikit-learn's bundled 8x8 digits
-    "mnist": _mnist("MNIST"), "fashion_mnist": _mnist("FashionMNIST"),  # torchvision's raw layout
-    "cifar10": _cifar10,  # cifar-10-batches-py, or an ImageFolder tree (cifar10-jpeg/)
-    "imagefolder": _imagefolder, "coil100": _coil100,
-}
