@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .effects import BOOT, effects_table
-from .methods import VARIANTS
+from . import methods
 from .render import ablation_display, class_table_latex, effects_display, to_latex, to_markdown
 from .results import ResultsError, open_store, read_rows, read_scores
 from .tables import (_cell, class_mean_table, label_rows, paired_differences, paper_marks, paper_table,
@@ -112,7 +112,9 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
         md.extend(_views_section(*paper_views(per_class, paper_marks(labelled)), writer))
     pool = labelled
     if score_rules:
-        mixed = rows[rows["variant"].isin(VARIANTS)]  # the paper's method: its score is a mix (eq. 7)
+        # the methods whose score the score rule drives (the paper's: eq. 7's mix)
+        ruled = {v for v in rows["variant"].unique() if {"score_lambda", "score_norm"} <= set(methods.spec_for(v).reads)}
+        mixed = rows[rows["variant"].isin(ruled)]
         scores = read_scores(uri, set(mixed["key"]))
         extra = rescore(mixed, scores)
         if not extra.empty:

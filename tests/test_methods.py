@@ -126,3 +126,18 @@ def test_scoring_changes_no_value_and_restores_the_nan_fill():
     with pytest.raises(RuntimeError):
         method.components(split.test[:, :, :7])  # too small for the networks
     assert torch.utils.deterministic.fill_uninitialized_memory == fill
+
+
+def test_score_rules_re_mix_only_the_methods_the_score_rule_drives(tmp_path):
+    """`novelty report --score-rules` re-mixes the stored components of the trials whose method
+    reads score_lambda and score_norm (the paper's, eq. 7), and no other method's."""
+    out = tmp_path / "res"
+    for variant, k in (("full", 0), ("full", 1), ("dae", 0), ("dae", 1)):
+        run_trial(TrialConfig(variant=variant, normal_class=k, epochs=1, batch_size=32),
+                  RunOptions(results=str(out), progress=False, threads=1))
+    write_report(str(out), plots=False, score_rules=True)
+    choices = pd.read_csv(out / "tables" / "loco_choices.csv")
+    # dae has one configuration (nothing to choose); full's re-mixed rules are the candidates, those
+    # beyond the paper (score_norm ink) in a row of their own
+    assert set(choices["variant"]) == {"full", "full [beyond paper]"}
+    assert choices["chosen"].str.contains("score_lambda=").all()

@@ -23,7 +23,7 @@ CLASSES, SEEDS, VARIANTS = (0, 1, 2), (0, 1, 2, 3), ("base", "entropy", "full")
 
 def _write(uri: Path, rng: np.random.Generator, auc: float, n_images: int = 40, **fields) -> str:
     cfg = TrialConfig(**fields)
-    row = {"key": cfg.key("synthetic"), "sweep": "test", **dataclasses.asdict(cfg), "auc": auc,
+    row = {"key": cfg.key("synthetic"), "sweep": "test", **cfg.flat(), "auc": auc,
            "n_train": 10, "train_seconds": 1.0}
     labels = rng.integers(0, 2, n_images)
     labels[:2] = (0, 1)  # both labels present
