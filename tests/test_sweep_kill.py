@@ -62,11 +62,25 @@ def sweep_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def whole(sweep_file):
-    """The uninterrupted run's table."""
+    """The uninterrupted run's table: each of the sweep file's trials run from start to end with
+    the options the driver hands its trials (run_trial, as the trainable calls it), here, without
+    a second driver and Ray of its own to start."""
+    import torch
+
+    from novelty.grid import SweepOptions, load_sweep, trial_resources
+    from novelty.trial import run_trial
+
     results = sweep_file.parent / "whole"
-    p = _driver(sweep_file, results)
-    out, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, out[-3000:]
+    sweep = load_sweep(str(sweep_file))
+    res = trial_resources(sweep, have_gpu=False)
+    opts = SweepOptions(results=str(results))
+    run = opts.run_options(sweep, device=res.device, threads=res.threads)
+    threads = torch.get_num_threads()
+    try:
+        for cfg in sweep.trials(opts):
+            run_trial(cfg, run)
+    finally:
+        torch.set_num_threads(threads)  # run_trial set the sweep's; later tests get this process's back
     return _table(results)
 
 
