@@ -26,6 +26,20 @@ def _opts(out, **kw):
     return RunOptions(results=str(out), progress=False, **kw)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Trials here train in this process at torch's default threads unless a test sets them; on a
+    machine of few, shared cores, 2 threads spin on each other's core (OpenMP's busy-wait: several
+    times slower than 1). One thread for each test, whatever an earlier test left, then put back.
+    (Every comparison here is between runs of one test, at the same threads.)"""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_row_and_scores_written(tmp_path):
     row = run_trial(CFG, _opts(tmp_path))
     rows, scores = read_rows(str(tmp_path)), read_scores(str(tmp_path))
@@ -82,7 +96,9 @@ def test_scores_normalised_over_whole_test_set_not_per_batch(tmp_path):
 
 
 def _cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # OMP_WAIT_POLICY: a trial at torch's 2 default threads on a machine of 2 shared cores; OpenMP's
+    # idle thread sleeps instead of spinning on the core the other computes on (results unchanged)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300)
 
