@@ -13,6 +13,11 @@ import pytest
 # while the sweep tests train on CPU and compare AUCs exactly. Set before torch initialises CUDA;
 # GPUs are checked by bench/gpu_check.py.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# OpenMP threads that wait for work sleep instead of spinning: the suite runs several processes
+# (Ray workers, DDP ranks, CLI subprocesses) of 2 torch threads each on 2 cores, where a spinning
+# thread holds the core another process needs (a trial took 13-19 s instead of 4-5 s, measured).
+# Speed only: no value changes. Set before torch starts; every child process inherits it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The suite keeps its Ray sessions, and the record of the cluster a sweep started, in a folder of
 # its own: a driver that looks for "the cluster running on this machine" never joins a user's
