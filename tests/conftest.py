@@ -184,3 +184,17 @@ def image_tree(root: Path, n_train: int, shift: int, names=("dark", "bright")) -
                 px = rng.integers(0, 80, (36, 36, 3)) + 150 * k + shift
                 Image.fromarray(px.clip(0, 255).astype(np.uint8)).save(d / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Trials that train in the test's own process at torch's default threads unless a test sets
+    them: on a machine of few, shared cores, 2 threads spin on each other's core (several times
+    slower than 1). One thread for the test, whatever an earlier test left, then put back. (Use it
+    where every comparison is between runs of one test, at the same threads.)"""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

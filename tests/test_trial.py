@@ -26,18 +26,8 @@ def _opts(out, **kw):
     return RunOptions(results=str(out), progress=False, **kw)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Trials here train in this process at torch's default threads unless a test sets them; on a
-    machine of few, shared cores, 2 threads spin on each other's core (OpenMP's busy-wait: several
-    times slower than 1). One thread for each test, whatever an earlier test left, then put back.
-    (Every comparison here is between runs of one test, at the same threads.)"""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# trials here train in this process: one torch thread for each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_row_and_scores_written(tmp_path):
