@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), default="",
                        help="start from a named set of values (paper: the paper's stated choices and the "
                             "provisional open knobs); options given explicitly still win")
-    add_dataclass_args(train, TrialConfig)
-    add_method_args(train)
+    add_dataclass_args(train, TrialConfig, skip=("params",))
+    add_method_args(train)  # a method's params: each field an option of its own
     add_dataclass_args(train, RunOptions)
     train.add_argument("--out", dest="results", action=DeprecatedAlias, new="--results")
     train.set_defaults(func=cmd_train)

@@ -142,7 +142,7 @@ class TrialConfig:
     def flat(self) -> dict[str, Any]:
         """Every field, the method's own hyper-parameters among them by name (the row's columns)."""
         own = dataclasses.asdict(self.params) if self.params is not None else {}
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}, **own}
+        return {**{name: getattr(self, name) for name in plain_fields()}, **own}
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], strict: bool = True) -> "TrialConfig":
@@ -150,19 +150,18 @@ class TrialConfig:
         hyper-parameters by name, as a row, a sweep's grid or the command line has them).
         Another method's hyper-parameter is an error when `strict`, else left out (a grid that
         spans methods sets each method's own); a name nobody declares is an error."""
-        values = dict(values)
-        spec = methods.spec_for(values.get("variant", cls.variant)) if values.get("variant", cls.variant) in \
-            methods.variant_names() else None
+        variant = values.get("variant", cls.variant)
+        spec = methods.spec_for(variant) if variant in methods.variant_names() else None  # else __post_init__ says
         own = set(spec.param_names()) if spec else set()
-        fields = {f.name for f in dataclasses.fields(cls)} - {"params"}
-        unknown = set(values) - fields - own - set(methods.param_columns())
+        fields = set(plain_fields())
+        unknown = set(values) - trial_fields()
         if unknown:
             raise ConfigError(f"unknown trial field(s) {', '.join(sorted(unknown))}; valid: "
                               f"{', '.join(sorted(trial_fields()))}")
         foreign = set(values) - fields - own
         if foreign and strict:
             raise ConfigError(f"{', '.join(sorted(foreign))}: hyper-parameter(s) of another method than "
-                              f"{values.get('variant', cls.variant)!r}'s ({spec.name if spec else '?'})")
+                              f"{variant!r}'s ({spec.name if spec else '?'})")
         params = {k: values[k] for k in own if k in values}
         return cls(**{k: v for k, v in values.items() if k in fields}, **({"params": params} if params else {}))
 
@@ -200,9 +199,14 @@ def _method_params(variant: str, given: Any) -> Any:
     return given
 
 
+def plain_fields() -> tuple[str, ...]:
+    """TrialConfig's fields less `params` (whose fields count by their own names instead)."""
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name != "params")
+
+
 def trial_fields() -> set[str]:
     """The names a trial can be configured by: TrialConfig's fields and every registered method's own."""
-    return ({f.name for f in dataclasses.fields(TrialConfig)} - {"params"}) | set(methods.param_columns())
+    return set(plain_fields()) | set(methods.param_columns())
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -260,8 +264,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
     docs, hints = field_docs(cls), get_type_hints(cls)
     group = parser.add_argument_group(title or cls.__name__, (cls.__doc__ or "").strip())
     for f in dataclasses.fields(cls):
-        if f.name in skip or (cls is TrialConfig and f.name == "params"):
-            continue  # a method's params: each field its own option (add_method_args)
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kind = hints[f.name]
@@ -348,10 +352,10 @@ def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any], **overrid
     return cls(**kwargs)
 
 
-# What a method's own hyper-parameter may not be called (its fields are the row's columns beside
-# these); then the methods installed packages declare (entry-point group novelty.methods).
 # The row's columns beyond the trial's configuration and the methods' own (novelty.trial.run_trial
-# writes them; tests/test_methods.py checks the list is whole).
+# writes them). With TrialConfig's and RunOptions' fields, the names a method's own hyper-parameter
+# may not take (its fields become row columns and options beside these); then the methods that
+# installed packages declare (entry-point group novelty.methods) are registered.
 RUN_COLUMNS = ("key", "sweep", "run_name", "method", "class_drawn", "auc", "data_root", "data_fingerprint",
                "val_score", "scored_epoch", "d_reinits", "resumed_from_epoch",
                "n_train", "n_val", "n_test", "n_outliers", "train_seconds", "score_seconds", "images_per_second",

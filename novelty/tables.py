@@ -19,7 +19,6 @@ Every function takes result rows, labelled (`label_rows`) or not: `write_report`
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import methods
-from .config import TrialConfig
+from .config import plain_fields
 from .effects import wilcoxon_p
 from .paper import published
 from .methods import VARIANTS
@@ -37,8 +36,7 @@ FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
 
 def hyper_fields() -> tuple[str, ...]:
     """The knobs that can label a row: TrialConfig's (less FIXED_FIELDS) and the methods' own."""
-    return (*(f.name for f in dataclasses.fields(TrialConfig) if f.name not in (*FIXED_FIELDS, "params")),
-            *methods.param_columns())
+    return (*(name for name in plain_fields() if name not in FIXED_FIELDS), *methods.param_columns())
 PAPER_LABELS = {"paper (full)": methods.TIAN2020.paper_label}  # paper_tables.csv's name of its own method
 
 

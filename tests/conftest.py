@@ -4,6 +4,8 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,14 @@ def restore_env(saved: dict[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def run_cli(*args, cwd=None, env=None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m novelty.cli ARGS` in a subprocess (Python's warnings off), its output captured;
+    `env`: variables set over this process's environment."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "novelty.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -3,9 +3,6 @@ results folder, --version, an exit status per kind of error, options a command w
 refused, class names in --classes, old spellings kept with a note."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +12,9 @@ from novelty.errors import EXIT_CODES
 from novelty.grid import Sweep, SweepOptions
 from novelty.results import read_rows
 
+from conftest import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args, cwd=None):
-    # OMP_WAIT_POLICY: a trial at torch's 2 default threads on a machine of 2 shared cores; OpenMP's
-    # idle thread sleeps instead of spinning on the core the other computes on (results unchanged)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([sys.executable, "-m", "novelty.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
 
 
 def _last_line(p) -> str:
@@ -33,10 +24,10 @@ def _last_line(p) -> str:
 
 
 def test_version_and_exit_codes_in_help():
-    p = _cli("--version")
+    p = run_cli("--version")
     assert p.returncode == 0 and p.stdout.startswith(f"novelty {__version__}"), p.stdout + p.stderr
     assert "(git " in p.stdout  # run from the repository's checkout
-    helps = [_cli("--help").stdout, _cli("train", "--help").stdout, _cli("report", "--help").stdout]
+    helps = [run_cli("--help").stdout, run_cli("train", "--help").stdout, run_cli("report", "--help").stdout]
     for text in helps:
         for code, what in EXIT_CODES:
             assert f"{code:>3}  {what}" in text
@@ -53,7 +44,7 @@ def test_version_and_exit_codes_in_help():
 def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
     (tmp_path / "file").write_text("a file where a folder should be")
     args = [a.format(tmp=tmp_path) for a in args]
-    p = _cli("train", "--epochs", "1", "--batch-size", "8", "--no-progress", "--cache-dir", tmp_path / "c",
+    p = run_cli("train", "--epochs", "1", "--batch-size", "8", "--no-progress", "--cache-dir", tmp_path / "c",
              *(["--results", tmp_path / "res"] if "--results" not in args else []), *args)
     assert p.returncode == code, p.stderr[-3000:]
     assert needle in _last_line(p)
@@ -63,33 +54,33 @@ def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
 def test_old_spellings_still_work_with_a_note(tmp_path):
     """train --out, report and compact RESULTS_DIR, report --out: the same as --results and --tables,
     plus one note each."""
-    old = _cli("train", "--variant", "kde", "--out", tmp_path / "a", "--no-progress")
+    old = run_cli("train", "--variant", "kde", "--out", tmp_path / "a", "--no-progress")
     assert old.returncode == 0, old.stderr[-3000:]
     assert "novelty: note: --out is deprecated; use --results" in old.stderr
-    new = _cli("train", "--variant", "kde", "--results", tmp_path / "b", "--no-progress")
+    new = run_cli("train", "--variant", "kde", "--results", tmp_path / "b", "--no-progress")
     assert new.returncode == 0 and "deprecated" not in new.stderr, new.stderr[-3000:]
     assert list(read_rows(str(tmp_path / "a"))["key"]) == list(read_rows(str(tmp_path / "b"))["key"])
 
-    p = _cli("report", tmp_path / "a", "--out", tmp_path / "t1", "--no-plots")
+    p = run_cli("report", tmp_path / "a", "--out", tmp_path / "t1", "--no-plots")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "positional RESULTS_DIR is deprecated; use --results" in p.stderr
     assert "--out is deprecated; use --tables" in p.stderr
-    p = _cli("report", "--results", tmp_path / "b", "--tables", tmp_path / "t2", "--no-plots")
+    p = run_cli("report", "--results", tmp_path / "b", "--tables", tmp_path / "t2", "--no-plots")
     assert p.returncode == 0 and "deprecated" not in p.stderr, p.stderr[-3000:]
     assert (tmp_path / "t1" / "digits.md").exists() and (tmp_path / "t2" / "digits.md").exists()
     assert not (tmp_path / "b" / "tables").exists()
-    p = _cli("report")
+    p = run_cli("report")
     assert p.returncode == 2 and "needs the results folder: --results DIR" in _last_line(p)
-    p = _cli("compact", tmp_path / "a", "--dry-run")
+    p = run_cli("compact", tmp_path / "a", "--dry-run")
     assert p.returncode == 0 and "positional RESULTS_DIR is deprecated; use --results" in p.stderr, p.stderr
-    p = _cli("compact", "--results", tmp_path / "b", "--dry-run")
+    p = run_cli("compact", "--results", tmp_path / "b", "--dry-run")
     assert p.returncode == 0 and "deprecated" not in p.stderr and "would rewrite 0 files" in p.stdout, p.stderr
 
 
 @pytest.mark.parametrize("args", [["--ray-address", "auto"], ["--max-concurrent", "2"], ["--no-report"],
                                   ["--gpus-per-trial", "1"], ["--ranks-per-trial", "2"]])
 def test_array_task_refuses_what_it_would_ignore(args):
-    p = _cli("array-task", REPO / "sweeps" / "digits.py", "--count", *args)
+    p = run_cli("array-task", REPO / "sweeps" / "digits.py", "--count", *args)
     assert p.returncode == 2 and not p.stdout
     assert f"{args[0]} does not apply here: an array task runs one trial in this process, without Ray" \
         in _last_line(p)
@@ -110,9 +101,9 @@ def test_classes_by_name(tmp_path, fake_imagefolder):
                     "SWEEP = Sweep(name='named', grid={'normal_class': [0, 1], 'seed': [0]},"
                     " fixed={'dataset': 'imagefolder'})\n")
     common = ["--data-root", fake_imagefolder, "--cache-dir", cache]
-    p = _cli("array-task", file, "--count", "--classes", "bright", *common)
+    p = run_cli("array-task", file, "--count", "--classes", "bright", *common)
     assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr[-3000:]
-    p = _cli("array-task", file, "--count", "--classes", "grey", *common)
+    p = run_cli("array-task", file, "--count", "--classes", "grey", *common)
     assert p.returncode == 3 and "no class named 'grey'; classes: 0=" in _last_line(p)
     mixed = Sweep(name="mixed", grid={"dataset": ["digits", "imagefolder"], "normal_class": [0]})
     with pytest.raises(ValueError, match="class names need a sweep over one dataset"):

@@ -87,10 +87,9 @@ def sim(node_home):
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's unix sockets live here
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp, "RAY_ADDRESS": "", "HOME": str(node_home),
-           # up to 8 trials of 2 torch threads share this machine's cores: OpenMP's idle threads sleep
-           # instead of spinning (a busy-wait steals the cores the others compute on; results unchanged)
-           "OMP_WAIT_POLICY": "PASSIVE"}
+           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp, "RAY_ADDRESS": "", "HOME": str(node_home)}
+    # (the nodes inherit OMP_WAIT_POLICY=PASSIVE from tests/conftest.py: up to 8 trials of 2 torch
+    # threads share this machine's cores, and idle OpenMP threads must not spin on them)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)

@@ -14,9 +14,7 @@ CHECK = [sys.executable, str(REPO / "bench" / "gpu_check.py")]
 
 
 def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess:
-    # OMP_WAIT_POLICY: the check's trials (2 torch threads, or 2 processes at once) share this
-    # machine's few cores; OpenMP's idle threads sleep instead of spinning on them (figures unchanged)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}  # OMP_WAIT_POLICY: conftest
     return subprocess.run([*CHECK, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 

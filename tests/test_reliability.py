@@ -22,15 +22,9 @@ import torch
 
 from novelty.results import read_rows, read_scores
 
-from conftest import image_tree
+from conftest import image_tree, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args, cwd=None, env=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
 
 
 def assert_one_line_failure(p, needle: str) -> None:
@@ -46,7 +40,7 @@ def _no_partial_files(root: Path) -> None:
 
 
 def _train(out, *args: str):
-    return _cli("train", "--epochs", "1", "--batch-size", "8", "--results", str(out), "--no-progress", *args)
+    return run_cli("train", "--epochs", "1", "--batch-size", "8", "--results", str(out), "--no-progress", *args)
 
 
 def test_key_covers_the_data(tmp_path):
@@ -173,7 +167,7 @@ def test_report_on_a_truncated_parquet(tmp_path):
     assert _train(out, "--normal-class", "3").returncode == 0
     row = next((out / "rows").glob("*.parquet"))
     row.write_bytes(row.read_bytes()[:50])
-    p = _cli("report", "--results", str(out), "--no-plots")
+    p = run_cli("report", "--results", str(out), "--no-plots")
     assert_one_line_failure(p, f"cannot read {row}")
 
 

@@ -1,5 +1,4 @@
 """A whole trial: determinism, resume after a crash, scores, the row, and the CLI's errors."""
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from novelty.loop import fit
 from novelty.methods.tian2020 import Tian2020
 from novelty.trial import run_trial
 
-from conftest import DDP_PINNED, Killed, as_flags, die_after, digits_fingerprint
+from conftest import DDP_PINNED, Killed, as_flags, die_after, digits_fingerprint, run_cli
 
 DIGITS = digits_fingerprint()
 
@@ -85,22 +84,14 @@ def test_scores_normalised_over_whole_test_set_not_per_batch(tmp_path):
     assert row["auc"] == pytest.approx(roc_auc_score(split.test_labels.numpy(), s["score"]))
 
 
-def _cli(*args, cwd=None):
-    # OMP_WAIT_POLICY: a trial at torch's 2 default threads on a machine of 2 shared cores; OpenMP's
-    # idle thread sleeps instead of spinning on the core the other computes on (results unchanged)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
-
-
 def test_cli_train_and_help(tmp_path):
     out = tmp_path / "res"
-    p = _cli("train", "--epochs", "1", "--normal-class", "0", "--variant", "base", "--results", str(out), "--no-progress")
+    p = run_cli("train", "--epochs", "1", "--normal-class", "0", "--variant", "base", "--results", str(out), "--no-progress")
     assert p.returncode == 0, p.stderr
     assert "AUC" in p.stdout
     rows = read_rows(str(out))
     assert rows.loc[0, "variant"] == "base" and rows.loc[0, "epochs"] == 1
-    h = _cli("train", "--help")
+    h = run_cli("train", "--help")
     for opt in ("--dataset", "--normal-class", "--seed", "--variant", "--epochs", "--w-inf", "--noise-std",
                 "--score-lambda", "--data-root", "--download", "--results", "--device"):
         assert opt in h.stdout
@@ -130,7 +121,7 @@ def _assert_clean_failure(p, out, needle):
 ])
 def test_cli_bad_input(tmp_path, args, needle):
     out = tmp_path / "res"
-    p = _cli("train", "--epochs", "1", "--results", str(out), "--no-progress", *args)
+    p = run_cli("train", "--epochs", "1", "--results", str(out), "--no-progress", *args)
     _assert_clean_failure(p, out, needle)
 
 
@@ -138,11 +129,11 @@ def test_cli_truncated_idx_and_corrupt_image(tmp_path, fake_mnist, fake_imagefol
     f = fake_mnist / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     f.write_bytes(f.read_bytes()[:20])
     out = tmp_path / "res"
-    p = _cli("train", "--dataset", "mnist", "--data-root", str(fake_mnist), "--results", str(out), "--no-progress",
+    p = run_cli("train", "--dataset", "mnist", "--data-root", str(fake_mnist), "--results", str(out), "--no-progress",
              "--cache-dir", str(tmp_path / "c"))
     _assert_clean_failure(p, out, "train-labels-idx1-ubyte")
     (fake_imagefolder / "train" / "dark" / "0001.png").write_bytes(b"garbage")
-    p = _cli("train", "--dataset", "imagefolder", "--data-root", str(fake_imagefolder), "--results", str(out),
+    p = run_cli("train", "--dataset", "imagefolder", "--data-root", str(fake_imagefolder), "--results", str(out),
              "--no-progress", "--cache-dir", str(tmp_path / "c"))
     _assert_clean_failure(p, out, "0001.png")
 
@@ -150,7 +141,7 @@ def test_cli_truncated_idx_and_corrupt_image(tmp_path, fake_mnist, fake_imagefol
 def test_cli_unwritable_output(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the results folder should go")
-    p = _cli("train", "--epochs", "1", "--results", str(blocker / "res"), "--no-progress")
+    p = run_cli("train", "--epochs", "1", "--results", str(blocker / "res"), "--no-progress")
     _assert_clean_failure(p, blocker, "is not writable")
 
 
@@ -159,7 +150,7 @@ def test_two_rank_gloo_run(tmp_path):
     out1, out2 = tmp_path / "one", tmp_path / "two"
     args = ["train", "--normal-class", "0", "--epochs", "2", "--no-progress", "--device", "cpu", "--threads", "1",
             *as_flags(DDP_PINNED)]
-    p1 = _cli(*args, "--results", str(out1))
+    p1 = run_cli(*args, "--results", str(out1))
     assert p1.returncode == 0, p1.stderr
     p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                          "-m", "novelty.cli", *args, "--results", str(out2)],
@@ -187,7 +178,7 @@ def test_results_to_a_uri(tmp_path):
 def test_cli_preset_paper_with_explicit_overrides(tmp_path):
     from novelty.config import PAPER
 
-    p = _cli("train", "--preset", "paper", "--epochs", "1", "--nz", "7", "--results", str(tmp_path), "--no-progress")
+    p = run_cli("train", "--preset", "paper", "--epochs", "1", "--nz", "7", "--results", str(tmp_path), "--no-progress")
     assert p.returncode == 0, p.stderr
     row = read_rows(str(tmp_path)).iloc[0]
     assert row["nz"] == 7 and row["epochs"] == 1  # explicit options win
