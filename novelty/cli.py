@@ -48,15 +48,15 @@ def _normal_class(ns: argparse.Namespace, opts: RunOptions) -> dict:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    opts = from_namespace(RunOptions, ns)
+    given = {k: v for k, v in vars(ns).items() if k != "preset"}
+    given = {k: v for k, v in {**PRESETS.get(ns.preset, {}), **given}.items() if k in trial_fields()}
+    cfg = TrialConfig.from_flat({**given, **_normal_class(ns, opts)})  # a bad value ends here, before torch loads
     import torch.distributed as dist
 
     from .distributed import init_from_env
     from .trial import run_trial
 
-    opts = from_namespace(RunOptions, ns)
-    given = {k: v for k, v in vars(ns).items() if k != "preset"}
-    given = {k: v for k, v in {**PRESETS.get(ns.preset, {}), **given}.items() if k in trial_fields()}
-    cfg = TrialConfig.from_flat({**given, **_normal_class(ns, opts)})
     started = init_from_env(opts.device)
     try:
         row = run_trial(cfg, opts)

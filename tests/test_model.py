@@ -82,9 +82,19 @@ def test_minmax_spans_unit_interval():
     assert s.tolist() == pytest.approx([0.0, 1 / 3, 1 / 6, 1.0])
 
 
-def test_auc_matches_sklearn():
+def test_auc_matches_sklearn_bit_for_bit():
+    """novelty.scoring.auc is sklearn's roc_auc_score in numpy: the same float64, ties, float32
+    scores, tiny and uneven sets included (committed AUCs must not move by one bit)."""
     rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 200)
-    scores = rng.normal(size=200) + labels
-    assert auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=0)
+    for i in range(400):
+        n = int(rng.integers(2, 2000))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]  # both classes
+        scores = [rng.normal(size=n) + labels,  # distinct scores
+                  rng.integers(0, 4, n).astype(np.float64),  # mostly ties
+                  rng.random(n).astype(np.float32),
+                  np.round(rng.normal(size=n), 2)][i % 4]
+        assert auc(labels, scores) == float(roc_auc_score(labels, scores)), (i, n)
     assert auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auc(np.array([0, 1, 0, 1]), np.array([1.0, 1.0, 1.0, 1.0])) == 0.5
+    assert np.isnan(auc(np.array([1, 1]), np.array([0.2, 0.3])))  # one class: undefined, as in sklearn

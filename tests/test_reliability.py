@@ -90,11 +90,19 @@ class _Payload:
         return (Path.touch, (Path(self.marker),))
 
 
-@pytest.mark.parametrize("content", ["pickle", "truncated", "empty"])
-def test_bad_checkpoint_never_runs_code_and_restarts(tmp_path, content):
-    out = tmp_path / "res"
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory) -> Path:
+    """One finished trial's results folder (class 2), for the bad-checkpoint cases to copy."""
+    out = tmp_path_factory.mktemp("once") / "res"
     first = _train(out, "--normal-class", "2")
     assert first.returncode == 0, first.stderr
+    return out
+
+
+@pytest.mark.parametrize("content", ["pickle", "truncated", "empty"])
+def test_bad_checkpoint_never_runs_code_and_restarts(tmp_path, content, trained_once):
+    out = tmp_path / "res"
+    shutil.copytree(trained_once, out)
     key = read_rows(str(out))["key"].iloc[0]
     shutil.rmtree(out / "rows")
     marker = tmp_path / "pwned"

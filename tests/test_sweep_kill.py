@@ -20,7 +20,7 @@ SWEEP = Sweep(
     name="killme",
     # 2 classes x 1 seed x 2 variants = 4 trials
     grid={"normal_class": [0, 1], "seed": [0], "variant": ["base", "full"]},
-    fixed={"dataset": "digits", "epochs": 3},
+    fixed={"dataset": "digits", "epochs": 2},
     cpus_per_trial=1,
 )
 
