@@ -3,6 +3,8 @@ results folder, --version, an exit status per kind of error, options a command w
 refused, class names in --classes, old spellings kept with a note."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,17 @@ def test_classes_by_name(tmp_path, fake_imagefolder):
     mixed = Sweep(name="mixed", grid={"dataset": ["digits", "imagefolder"], "normal_class": [0]})
     with pytest.raises(ValueError, match="class names need a sweep over one dataset"):
         mixed.trials(opts)
+
+
+def test_a_bad_option_and_help_load_neither_torch_nor_sklearn():
+    """`train` checks its options before torch loads, and no parser imports sklearn: a typo ends
+    in well under a second (it took ~4.5 s when every bad option paid for torch and sklearn)."""
+    code = ("import sys; from novelty.cli import main\n"
+            "try:\n    print('exit', main(sys.argv[1:]))\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+            "print('loaded', sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    for args in (["train", "--lr", "-1"], ["train", "--nz", "0"], ["train", "--help"], ["report", "--help"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert "loaded []" in done.stdout, (args, done.stdout[-2000:], done.stderr[-2000:])
+    done = subprocess.run([sys.executable, "-c", code, "train", "--lr", "-1"], capture_output=True, text=True,
+                          timeout=120)
+    assert "exit 2" in done.stdout and "--lr must be > 0" in done.stderr
