@@ -118,9 +118,9 @@ def test_a_bad_option_and_help_load_neither_torch_nor_sklearn():
     code = ("import sys; from novelty.cli import main\n"
             "try:\n    print('exit', main(sys.argv[1:]))\nexcept SystemExit as e:\n    print('exit', e.code)\n"
             "print('loaded', sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
-    for args in (["train", "--lr", "-1"], ["train", "--nz", "0"], ["train", "--help"], ["report", "--help"]):
-        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    runs = {args: subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+            for args in (("train", "--lr", "-1"), ("train", "--nz", "0"), ("train", "--help"), ("report", "--help"))}
+    for args, done in runs.items():
         assert "loaded []" in done.stdout, (args, done.stdout[-2000:], done.stderr[-2000:])
-    done = subprocess.run([sys.executable, "-c", code, "train", "--lr", "-1"], capture_output=True, text=True,
-                          timeout=120)
-    assert "exit 2" in done.stdout and "--lr must be > 0" in done.stderr
+    bad = runs["train", "--lr", "-1"]
+    assert "exit 2" in bad.stdout and "--lr must be > 0" in bad.stderr

@@ -239,8 +239,9 @@ def test_a_lost_worker_s_trials_resume_elsewhere_to_the_same_table(sim, tmp_path
     assert survivors and rows["resumed_from_epoch"].max() >= 1  # at least one trial went on from a checkpoint
     # each trial that went on from a checkpoint ends where an uninterrupted run ends (the others ran
     # from their start, on a node that stayed, or again from scratch: no checkpoint in their path)
-    trials = [(cfg, rows[rows["normal_class"] == cfg.normal_class].iloc[0]) for cfg in sweep.trials()]
-    trials = [(cfg, row) for cfg, row in trials if row["resumed_from_epoch"] >= 1]
+    by_class = rows.set_index("normal_class")
+    trials = [(cfg, by_class.loc[cfg.normal_class]) for cfg in sweep.trials()
+              if by_class.loc[cfg.normal_class, "resumed_from_epoch"] >= 1]
     plains = _uninterrupted([(cfg, RunOptions(results=str(tmp_path / "plain"), progress=False, device="cpu",
                                               threads=int(row["threads"]))) for cfg, row in trials], write=False)
     for (cfg, row), plain in zip(trials, plains):
