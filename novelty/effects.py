@@ -14,6 +14,8 @@ differences, and the smallest true difference these pairs could have detected.
   at α 0.05 detects with 80% power, (z_0.975 + z_0.80) × SE, with SE = std (ddof=1) of the
   per-class mean differences / √classes (the same unit the bootstrap resamples): a null
   result says how null it is.
+- Seeds for the claim (`seeds_needed`): the seeds per class at which that minimum detectable
+  difference, over these classes, reaches the paper's claimed difference.
 """
 from __future__ import annotations
 
@@ -80,6 +82,24 @@ def min_detectable(class_diffs: np.ndarray, alpha: float = ALPHA, power: float =
     return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
 
 
+def seeds_needed(pairs: pd.DataFrame, target: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Seeds per class at which `min_detectable` over these classes reaches |target|, from the
+    pairs' two variance components: within a class, across seeds (σ²_w: the mean over classes of
+    the variance of its differences), and between classes (σ²_b = var of the class means − σ²_w /
+    seeds per class, at least 0). With n seeds a class mean varies by σ²_b + σ²_w / n, so
+    (z_{1-α/2} + z_power)² (σ²_b + σ²_w / n) / classes ≤ target² gives n. Infinite when σ²_b alone
+    is too large (only more classes help); NaN without a target or with < 2 classes or seeds."""
+    groups = [g["diff"].to_numpy(dtype=float) for _, g in pairs.groupby("normal_class")]
+    if not np.isfinite(target) or target == 0 or len(groups) < 2 or min(len(d) for d in groups) < 2:
+        return float("nan")
+    z2 = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) ** 2
+    within = float(np.mean([d.var(ddof=1) for d in groups]))
+    seeds = float(np.mean([len(d) for d in groups]))
+    between = max(0.0, float(np.var([d.mean() for d in groups], ddof=1)) - within / seeds)
+    room = len(groups) * target**2 / z2 - between  # what σ²_w / n may be
+    return float(max(2, np.ceil(within / room))) if room > 0 else float("inf")
+
+
 def paper_claim(dataset: str, a: str, b: str) -> float:
     """The difference the paper's table 4 claims for a − b (NaN where it has no such rows)."""
     t4 = table4_means(dataset)
@@ -110,6 +130,7 @@ def effects_table(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             pairs = _pairs(part, a, b)
             if pairs.empty:
                 continue
+            claim = paper_claim(dataset, a, b)
             per_class = per_class_differences(pairs)
             lo, hi = bootstrap_ci(pairs)
             p, note = wilcoxon_p(pairs["diff"].to_numpy(), np.zeros(len(pairs)))
@@ -117,11 +138,27 @@ def effects_table(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                             "effect": per_class["mean"].mean(), "ci_low": lo, "ci_high": hi,
                             "n_classes": len(per_class), "n_pairs": len(pairs), "wilcoxon_p": p,
                             "min_detectable": min_detectable(per_class["mean"].to_numpy()),
-                            "paper_claim": paper_claim(dataset, a, b), "note": note})
+                            "paper_claim": claim, "seeds_for_claim": seeds_needed(pairs, abs(claim)),
+                            "note": note})
             classes.append(per_class.assign(dataset=dataset, config=config, comparison=f"{a} − {b}"))
     effects = pd.DataFrame(records, columns=["dataset", "config", "comparison", "a", "b", "effect", "ci_low",
                                              "ci_high", "n_classes", "n_pairs", "wilcoxon_p", "min_detectable",
-                                             "paper_claim", "note"])
+                                             "paper_claim", "seeds_for_claim", "note"])
     per_class = (pd.concat(classes, ignore_index=True) if classes else
                  pd.DataFrame(columns=CLASS_COLUMNS))
     return effects, per_class[CLASS_COLUMNS]
+
+
+def effects_by_seeds(labelled: pd.DataFrame, step: int = 5) -> pd.DataFrame:
+    """How the effects moved as seeds were added: `effects_table` on the first 5, 10, … seeds
+    (each a prefix of the seeds run, in order) and on all of them, with the number of seeds as
+    column `seeds`. Empty when no comparison has more than `step` seeds."""
+    seeds = sorted(labelled["seed"].unique())
+    if len(seeds) <= step:
+        return pd.DataFrame()
+    counts = [*range(step, len(seeds), step), len(seeds)]
+    parts = [effects_table(labelled[labelled["seed"].isin(seeds[:n])])[0].assign(seeds=n) for n in counts]
+    order = {f"{a} − {b}": i for i, (a, b) in enumerate(COMPARISONS)}  # the effects table's order
+    return pd.concat(parts, ignore_index=True).sort_values(
+        ["dataset", "config", "comparison", "seeds"], kind="stable", ignore_index=True,
+        key=lambda col: col.map(order) if col.name == "comparison" else col)

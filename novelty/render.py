@@ -136,6 +136,20 @@ def ablation_display(paired: pd.DataFrame) -> pd.DataFrame:
     return shown if paired["config"].astype(bool).any() else shown.drop(columns="config")
 
 
+def _seeds(n: float) -> str:
+    """Seeds per class: blank without a claim, '∞ (more classes)' when seeds alone cannot do it."""
+    if n != n:
+        return ""
+    return "∞ (more classes)" if n == float("inf") else str(int(n))
+
+
+def effects_by_seeds_display(moves: pd.DataFrame) -> pd.DataFrame:
+    """`effects.effects_by_seeds` formatted for Markdown: one line per comparison and seed count."""
+    shown = effects_display(moves).drop(columns=["paper claims"])
+    shown.insert(0, "seeds", [str(n) for n in moves["seeds"]])
+    return shown
+
+
 def effects_display(effects: pd.DataFrame) -> pd.DataFrame:
     """The ablation effects formatted for Markdown."""
     def num(v: float, spec: str) -> str:
@@ -148,7 +162,8 @@ def effects_display(effects: pd.DataFrame) -> pd.DataFrame:
         "classes": [str(n) for n in effects["n_classes"]], "pairs": [str(n) for n in effects["n_pairs"]],
         "Wilcoxon p": [num(v, ".4g") for v in effects["wilcoxon_p"]],
         "min detectable": [num(v, ".4f") for v in effects["min_detectable"]],
-        "paper claims": [num(v, "+.3f") for v in effects["paper_claim"]]},
+        "paper claims": [num(v, "+.3f") for v in effects["paper_claim"]],
+        "seeds for the claim": [_seeds(v) for v in effects["seeds_for_claim"]]},
         index=[f"{d}: {c}" for d, c in zip(effects["dataset"], effects["comparison"])])
     shown.index.name = "comparison"
     return shown if effects["config"].astype(bool).any() else shown.drop(columns="config")

@@ -10,9 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .effects import BOOT, effects_table
+from .effects import BOOT, effects_by_seeds, effects_table
 from . import methods
-from .render import ablation_display, class_table_latex, effects_display, to_latex, to_markdown
+from .render import (ablation_display, class_table_latex, effects_by_seeds_display, effects_display, to_latex,
+                     to_markdown)
 from .results import ResultsError, open_store, read_rows, read_scores
 from .tables import (_cell, class_mean_table, label_rows, paired_differences, paper_marks, paper_table,
                      summary_table, wide_cells, wide_tables)
@@ -37,7 +38,14 @@ EFFECTS_NOTES = (
     "and, within each drawn class, its seeds, both with replacement. Wilcoxon p: two-sided signed-rank test over "
     "the (class, seed) pairs. min detectable: the smallest true difference a two-sided test at α 0.05 detects "
     "with 80% power, (z_0.975 + z_0.80) × std of the per-class differences / √classes. paper claims: the "
-    "difference of the paper's table 4 means (CIFAR-10 only). Per class: effects_per_class.csv and the forest plot."
+    "difference of the paper's table 4 means (CIFAR-10 only). seeds for the claim: the seeds per class at which "
+    "min detectable over these classes would reach the paper's claimed size, from the between-class and "
+    "within-class (across seeds) variance of the differences; ∞ when the classes differ so much that only "
+    "more classes would do. Per class: effects_per_class.csv and the forest plot."
+)
+BY_SEEDS_NOTES = (
+    "The effects table (same columns, same definitions) on the first 5, 10, … seeds run and on all of them: "
+    "how the answer moved as seeds were added. Each line uses only the rows of its seeds."
 )
 
 
@@ -222,6 +230,12 @@ def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score
         writer.put("effects_per_class.csv", per_class.to_csv(index=False))
         report_md.append(f"## Ablation effects\n\n{md}\n{EFFECTS_NOTES}\n")
         print(f"\nAblation effects (a − b, 95% bootstrap CI)\n{md}")
+        moves = effects_by_seeds(rows)
+        if not moves.empty:
+            md = to_markdown(effects_by_seeds_display(moves))
+            writer.put("effects_by_seeds.md", f"# Ablation effects as seeds were added\n\n{md}\n{BY_SEEDS_NOTES}\n")
+            writer.put("effects_by_seeds.csv", moves.to_csv(index=False))
+            report_md.append(f"## Ablation effects as seeds were added\n\n{md}\n{BY_SEEDS_NOTES}\n")
     for section in quality_sections(uri, rows, writer, score_rules):
         report_md.append(section)
         print("\n" + section)

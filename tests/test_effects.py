@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from novelty.effects import bootstrap_ci, effects_table, min_detectable, paper_claim
+from novelty.effects import bootstrap_ci, effects_by_seeds, effects_table, min_detectable, paper_claim, seeds_needed
 
 
 def _pairs(diffs: np.ndarray) -> pd.DataFrame:
@@ -60,3 +60,35 @@ def test_effects_table_on_rows():
     assert paper_claim("mnist", "full", "base") != paper_claim("mnist", "full", "base")  # NaN off CIFAR-10
     fb = per_class[per_class["comparison"] == "full − base"]
     assert list(fb["mean"]) == pytest.approx([0.03] * 4) and list(fb["n"]) == [3] * 4
+
+
+def test_seeds_needed_from_the_two_variance_components():
+    z2 = (1.959964 + 0.841621) ** 2
+    # no class effect, seed noise of variance exactly 0.0004 in every class: σ²_b = 0 after the
+    # correction, so n = z² σ²_w / (classes · target²)
+    noise = np.array([-0.02, 0.02, -0.02, 0.02])  # var (ddof=1) 0.000533
+    diffs = np.tile(noise, (10, 1))
+    w = noise.var(ddof=1)
+    assert seeds_needed(_pairs(diffs), 0.01) == np.ceil(z2 * w / (10 * 0.01**2))
+    # a smaller claim needs more seeds; a claim of 0 or none needs no answer
+    assert seeds_needed(_pairs(diffs), 0.005) > seeds_needed(_pairs(diffs), 0.01)
+    assert np.isnan(seeds_needed(_pairs(diffs), float("nan"))) and np.isnan(seeds_needed(_pairs(diffs), 0.0))
+    # classes that differ by far more than the claim: no number of seeds reaches it
+    spread = diffs + np.linspace(-0.2, 0.2, 10)[:, None]
+    assert seeds_needed(_pairs(spread), 0.01) == float("inf")
+
+
+def test_effects_by_seeds_uses_only_each_prefix_of_the_seeds():
+    rows = []
+    for c in range(3):
+        for s in range(12):
+            shift = 0.1 if s < 5 else 0.0  # full beats base by 0.1 on seeds 0-4 only
+            for v, extra in (("base", 0.0), ("full", shift)):
+                rows.append({"dataset": "cifar10", "config": "", "normal_class": c, "seed": s, "variant": v,
+                             "auc": 0.6 + 0.01 * c + extra})
+    moves = effects_by_seeds(pd.DataFrame(rows)).set_index("seeds")
+    assert list(moves.index) == [5, 10, 12] and set(moves["comparison"]) == {"full − base"}
+    assert moves["effect"].tolist() == pytest.approx([0.1, 0.05, 0.1 * 5 / 12])
+    assert moves["n_pairs"].tolist() == [15, 30, 36]
+    few = pd.DataFrame(rows)
+    assert effects_by_seeds(few[few["seed"] < 5]).empty  # nothing moved: one table is the answer
