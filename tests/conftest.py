@@ -35,11 +35,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DDP_PINNED = {"nz": 100, "score_lambda": 0.9, "noise_std": 0.1, "stop": "last"}
 
 
-# The longest files, longest first (measured serial: ~200, 170, 90, 85, 80, 70, 60 s); the rest
+# The longest files, longest first (~200, 170, 100, 70 s, then under 45 s each, as measured under
+# 2 workers in session 11, test_sweep.py with the DDP sweep test it now holds); the rest
 # follow in their own order. `make test` runs pytest-xdist with --dist loadfile
 # --no-loadscope-reorder: each file goes whole to a worker, in this order, so no long file is
 # left to run alone at the end while the other worker idles.
-LONGEST_FIRST = ("test_cluster_sim.py", "test_reliability.py", "test_sweep_kill.py", "test_sweep.py",
+LONGEST_FIRST = ("test_cluster_sim.py", "test_reliability.py", "test_sweep.py", "test_sweep_kill.py",
                  "test_trial.py", "test_slurm.py", "test_quality.py")
 
 

@@ -1,5 +1,13 @@
-"""The Ray Tune driver on a real local Ray: one row per trial, skip-by-key, retries that resume."""
-import os
+"""The Ray Tune driver on a real local Ray (one start for the module): one row per trial,
+skip-by-key, retries that resume, and a DDP trial (2 gloo ranks on CPU) that gives the 1-rank
+result reproducibly.
+
+The trial's global batch is split across ranks (novelty.loop, novelty.distributed), so two ranks
+end close to one rank with the same `batch_size` (not equal: BatchNorm sees half batches; the
+tolerance was measured), and two runs of the same 2-rank trial agree exactly (CPU is deterministic).
+"""
+import shutil
+import tempfile
 
 import pytest
 import ray
@@ -12,7 +20,7 @@ from novelty.grid import trial_labels
 from novelty.sweep import run_sweep
 from novelty.trial import run_trial
 
-from conftest import digits_fingerprint
+from conftest import DDP_PINNED, digits_fingerprint
 
 DIGITS = digits_fingerprint()
 
@@ -28,11 +36,21 @@ TINY = Sweep(
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
-             log_to_driver=False)
-    yield
-    ray.shutdown()
+    """One local Ray for the module: 2 CPUs, no dashboard, small object store, token auth off
+    (tests only), its own temp dir so it never joins another Ray on this machine."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "disabled")
+    for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        mp.delenv(var, raising=False)
+    temp = tempfile.mkdtemp(prefix="ray-t", dir="/tmp")  # short: Ray's unix sockets live here
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+             log_to_driver=False, _temp_dir=temp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        mp.undo()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +190,33 @@ def test_trial_resources_follow_the_sweep_and_the_cluster():
     assert res(False, cpus_per_trial=2, gpus_per_trial=0.25) == (2, 0, 1, "cpu", 2)
     with pytest.raises(ConfigError, match="ranks_per_trial"):
         res(True, gpus_per_trial=2)
+
+
+DDP_TRIAL = {"dataset": "digits", "normal_class": 0, "seed": 0, "variant": "full", "epochs": 1, "batch_size": 64,
+             **DDP_PINNED}
+
+
+def _ddp_sweep_auc(results: str, cache: str) -> float:
+    sweep = Sweep(name="ddp-test", fixed=DDP_TRIAL, cpus_per_trial=2, ranks_per_trial=2, max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=results, cache_dir=cache, report=False))
+    assert summary.ran == 1 and not summary.failed, summary
+    rows = read_rows(results)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["key"] == TrialConfig(**DDP_TRIAL).key(DIGITS)
+    assert row["world_size"] == 2
+    assert row["batch_size"] == 64
+    return float(row["auc"])
+
+
+def test_two_rank_trial_in_tune_matches_one_rank(tmp_path):
+    cfg, cache = TrialConfig(**DDP_TRIAL), str(tmp_path / "cache")
+    single = run_trial(cfg, RunOptions(results=str(tmp_path / "one"), cache_dir=cache, device="cpu", threads=1,
+                                       progress=False), checkpoint=None)
+    assert single["world_size"] == 1
+
+    first = _ddp_sweep_auc(str(tmp_path / "ddp-a"), cache)
+    second = _ddp_sweep_auc(str(tmp_path / "ddp-b"), cache)
+
+    assert first == second, "two runs of the same 2-rank trial differ"
+    assert abs(first - single["auc"]) <= 0.01, (first, single["auc"])
