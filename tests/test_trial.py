@@ -106,23 +106,24 @@ def _assert_clean_failure(p, out, needle):
         assert not list(out.rglob("*.parquet")) and not list(out.rglob(".tmp*"))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--dataset", "svhn"], "invalid choice: 'svhn'"),
-    (["--dataset", "mnist", "--data-root", "/nonexistent/data"], "/nonexistent/data does not exist"),
-    (["--normal-class", "12"], "normal class 12 is out of range"),
-    (["--noise-std", "nan"], "--noise-std must be a finite number"),
-    (["--lr", "1e30"], "loss became NaN"),
-    (["--batch-size", "1"], "--batch-size must be >= 2"),
-    (["--lr", "nan"], "--lr must be a finite number"),
-    (["--lr", "-1"], "--lr must be > 0"),
-    (["--nz", "0"], "--nz must be >= 1"),
-    (["--score-norm", "zscore"], "invalid choice: 'zscore'"),
-    (["--device", "cuda"], "CUDA device(s); use --device cpu"),
+@pytest.mark.parametrize("args,code,needle", [  # code: the exit status `novelty --help` lists
+    (["--dataset", "svhn"], 2, "invalid choice: 'svhn'"),
+    (["--dataset", "mnist", "--data-root", "/nonexistent/data"], 3, "/nonexistent/data does not exist"),
+    (["--normal-class", "12"], 3, "normal class 12 is out of range"),
+    (["--noise-std", "nan"], 2, "--noise-std must be a finite number"),
+    (["--lr", "1e30"], 4, "loss became NaN/inf"),
+    (["--batch-size", "1"], 2, "--batch-size must be >= 2"),
+    (["--lr", "nan"], 2, "--lr must be a finite number"),
+    (["--lr", "-1"], 2, "--lr must be > 0"),
+    (["--nz", "0"], 2, "--nz must be >= 1"),
+    (["--score-norm", "zscore"], 2, "invalid choice: 'zscore'"),
+    (["--device", "cuda"], 2, "CUDA device(s); use --device cpu"),
 ])
-def test_cli_bad_input(tmp_path, args, needle):
+def test_cli_bad_input(tmp_path, args, code, needle):
     out = tmp_path / "res"
     p = run_cli("train", "--epochs", "1", "--results", str(out), "--no-progress", *args)
     _assert_clean_failure(p, out, needle)
+    assert p.returncode == code, p.stderr[-3000:]
 
 
 def test_cli_truncated_idx_and_corrupt_image(tmp_path, fake_mnist, fake_imagefolder):
