@@ -38,7 +38,7 @@ def test_version_and_exit_codes_in_help():
 
 @pytest.mark.parametrize("args, code, needle", [  # (test_trial's bad-input cases check codes 2, 3 and 4 too)
     (["--no-such-option"], 2, "unrecognized arguments: --no-such-option"),
-    (["--results", "{tmp}/file/res"], 5, "is not writable"),
+    (["--results", "{tmp}/file/res"], 5, "is not writable"),  # a file where the results folder should go
 ])
 def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
     (tmp_path / "file").write_text("a file where a folder should be")
