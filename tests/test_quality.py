@@ -187,6 +187,28 @@ def test_rescore_equals_a_trial_with_that_rule(tmp_path, norm):
     assert re.loc[0, "auc"] == pytest.approx(direct["auc"], abs=1e-9)
 
 
+def test_stored_components_reproduce_the_score(tmp_path):
+    """The scores file keeps each component; their mix (eq. 7), min-max normalised, is the score."""
+    out = tmp_path / "res"
+    for norm in ("none", "val", "ink"):
+        run_trial(TrialConfig(normal_class=4, epochs=1, batch_size=8, score_norm=norm), _opts(out))
+    rows = read_rows(str(out)).set_index("key")
+    scores = read_scores(str(out))
+    for key, part in scores.groupby("key"):
+        row = rows.loc[key]
+        con, fea = part["c_con"].to_numpy(), part["c_fea"].to_numpy()
+        if row["score_norm"] == "val":
+            con = (con - row["val_con_mean"]) / row["val_con_std"]
+            fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+        if row["score_norm"] == "ink":  # the image's own mean intensity in [0, 1]
+            con, fea = con / part["c_ink"].to_numpy(), fea / part["c_ink"].to_numpy()
+        raw = row["score_lambda"] * con + (1 - row["score_lambda"]) * fea
+        np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-5)  # float32 components
+        np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5,
+                                   atol=1e-9)
+        assert part["c_lat"].notna().all()
+
+
 def test_pandas_reads_a_folder_mixing_methods_with_every_column(tmp_path):
     """pyarrow takes one file's schema for a folder: every row/scores/trace file has the same columns."""
     for variant in ("kde", "full"):

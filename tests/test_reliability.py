@@ -16,11 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from novelty.results import read_rows, read_scores
+from novelty.results import read_rows
 
 from conftest import image_tree, run_cli
 
@@ -194,28 +193,6 @@ def test_sweep_with_a_class_out_of_range_fails_before_ray(tmp_path):
                        env={**os.environ, "RAY_ADDRESS": ""})
     assert_one_line_failure(p, "normal class 99 is out of range")
     assert "Ray" not in p.stdout + p.stderr  # nothing was started, nothing retried
-
-
-def test_stored_components_reproduce_the_score(tmp_path):
-    """The scores file keeps each component; their mix (eq. 7), min-max normalised, is the score."""
-    out = tmp_path / "res"
-    for norm in ("none", "val", "ink"):
-        assert _train(out, "--normal-class", "4", "--score-norm", norm).returncode == 0
-    rows = read_rows(str(out)).set_index("key")
-    scores = read_scores(str(out))
-    for key, part in scores.groupby("key"):
-        row = rows.loc[key]
-        con, fea = part["c_con"].to_numpy(), part["c_fea"].to_numpy()
-        if row["score_norm"] == "val":
-            con = (con - row["val_con_mean"]) / row["val_con_std"]
-            fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
-        if row["score_norm"] == "ink":  # the image's own mean intensity in [0, 1]
-            con, fea = con / part["c_ink"].to_numpy(), fea / part["c_ink"].to_numpy()
-        raw = row["score_lambda"] * con + (1 - row["score_lambda"]) * fea
-        np.testing.assert_allclose(part["raw_score"], raw, rtol=1e-5)  # float32 components
-        np.testing.assert_allclose(part["score"], (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-5,
-                                   atol=1e-9)
-        assert part["c_lat"].notna().all()
 
 
 def test_anomaly_detection_tree_with_a_named_normal_class(tmp_path):
