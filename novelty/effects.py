@@ -152,7 +152,7 @@ def effects_table(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def effects_by_seeds(labelled: pd.DataFrame, step: int = 5) -> pd.DataFrame:
     """How the effects moved as seeds were added: `effects_table` on the first 5, 10, … seeds
     (each a prefix of the seeds run, in order) and on all of them, with the number of seeds as
-    column `seeds`. Empty when no comparison has more than `step` seeds."""
+    column `seeds`. Empty when the rows hold `step` seeds or fewer (one table is the answer)."""
     seeds = sorted(labelled["seed"].unique())
     if len(seeds) <= step:
         return pd.DataFrame()

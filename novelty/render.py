@@ -138,7 +138,7 @@ def ablation_display(paired: pd.DataFrame) -> pd.DataFrame:
 
 def _seeds(n: float) -> str:
     """Seeds per class: blank without a claim, '∞ (more classes)' when seeds alone cannot do it."""
-    if n != n:
+    if pd.isna(n):
         return ""
     return "∞ (more classes)" if n == float("inf") else str(int(n))
 
