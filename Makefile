@@ -22,8 +22,8 @@ run: $(STAMP)
 	$(PY) sweeps/digits.py --results runs/digits
 
 ## The test suite, in TEST_WORKERS pytest-xdist workers: a test file stays on one worker (its module
-## fixtures, e.g. a Ray cluster, start once), the longest files first (tests/conftest.py). Much of
-## it waits on Ray, so 2 workers on 2 cores take ~2/3 of the serial time. TEST_WORKERS=0: serial.
+## fixtures, e.g. a Ray cluster, start once), the longest files first (tests/conftest.py). 2 workers
+## on 2 cores take ~2/3 of the serial time; 3 or 4 take longer (both cores are busy). TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

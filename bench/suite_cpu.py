@@ -1,8 +1,9 @@
 """Where the test suite's time goes: per test, its wall seconds and the CPU seconds the machine
-spent meanwhile (user + system from /proc/stat; niced processes, e.g. a background sweep run with
-`nice`, are not counted), and their ratio, the cores the test kept busy. A test far below 1 core
-waits (on Ray, Tune, a subprocess); one near or above 1 computes. Run serially (-n 0): with
-xdist workers the machine's CPU would be shared among tests. Linux only.
+spent meanwhile (user, nice and system from /proc/stat: Ray runs its workers, so every Tune trial,
+at nice 15, and leaving nice out hid their CPU, measured), and their ratio, the cores the test
+kept busy. A test far below 1 core waits (on Ray, Tune, a subprocess); one near or above 1
+computes. Run serially (-n 0), on an otherwise idle machine (no background sweep): with xdist
+workers the machine's CPU would be shared among tests. Linux only.
 
     PYTHONPATH=bench .venv/bin/python -m pytest -n 0 -p suite_cpu tests/test_sweep.py
 
@@ -20,11 +21,11 @@ _SEEN: list[tuple[float, float, str]] = []
 
 
 def _busy_seconds() -> float:
-    """CPU seconds the machine has spent in user, system, irq and softirq time (not nice)."""
+    """CPU seconds the machine has spent in user, nice, system, irq and softirq time."""
     with open("/proc/stat") as fh:
         parts = [int(v) for v in fh.readline().split()[1:]]
-    user, _nice, system, _idle, _iowait, irq, softirq = parts[:7]
-    return (user + system + irq + softirq) / _TICK
+    user, nice, system, _idle, _iowait, irq, softirq = parts[:7]
+    return (user + nice + system + irq + softirq) / _TICK
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,6 +1,7 @@
 """Shared fixtures: a per-session dataset cache, generated datasets, Ray kept out of ~/.ray."""
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import struct
@@ -35,13 +36,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DDP_PINNED = {"nz": 100, "score_lambda": 0.9, "noise_std": 0.1, "stop": "last"}
 
 
-# The longest files, longest first (~200, 170, 100, 70 s, then under 45 s each, as measured under
-# 2 workers in session 11, test_sweep.py with the DDP sweep test it now holds); the rest
+# The longest files, longest first (~87, 75, 55, 45, 44, 38, 35 s, then under 17 s each, as
+# measured under 2 workers in session 15, with run_cli forked from a warm interpreter); the rest
 # follow in their own order. `make test` runs pytest-xdist with --dist loadfile
 # --no-loadscope-reorder: each file goes whole to a worker, in this order, so no long file is
 # left to run alone at the end while the other worker idles.
-LONGEST_FIRST = ("test_cluster_sim.py", "test_reliability.py", "test_sweep.py", "test_sweep_kill.py",
-                 "test_trial.py", "test_slurm.py", "test_quality.py")
+LONGEST_FIRST = ("test_cluster_sim.py", "test_sweep.py", "test_slurm.py", "test_reliability.py",
+                 "test_sweep_kill.py", "test_quality.py", "test_trial.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -71,11 +72,25 @@ def restore_env(saved: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def run_cli(*args, cwd=None, env=None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m novelty.cli ARGS` in a subprocess (Python's warnings off), its output captured;
-    `env`: variables set over this process's environment."""
+@functools.lru_cache(maxsize=None)
+def warm_cli_server():
+    """This pytest process's warm CLI server (tests/warm_cli.py), started on first use."""
+    from warm_cli import WarmCli
+
+    server = WarmCli({**os.environ, "PYTHONWARNINGS": "ignore"})
+    atexit.register(server.close)
+    return server
+
+
+def run_cli(*args, cwd=None, env=None, timeout: int = 600, cold: bool = False) -> subprocess.CompletedProcess:
+    """`python -m novelty.cli ARGS` in a process of its own (Python's warnings off), its output
+    captured; `env`: variables set over this process's environment. The process is forked from a
+    warm interpreter (tests/warm_cli.py) unless `cold` or `env` changes a start-up variable."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "novelty.cli", *map(str, args)], capture_output=True, text=True,
+    args = [str(a) for a in args]
+    if not cold and warm_cli_server().cold_reason(env) is None:
+        return warm_cli_server().run(args, env, cwd, timeout)
+    return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=timeout)
 
 

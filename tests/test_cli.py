@@ -3,6 +3,7 @@ results folder, --version, an exit status per kind of error, options a command w
 refused, class names in --classes, old spellings kept with a note."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from novelty.errors import EXIT_CODES
 from novelty.grid import Sweep, SweepOptions
 from novelty.results import read_rows
 
-from conftest import run_cli
+from conftest import run_cli, warm_cli_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,6 +49,33 @@ def test_exit_status_says_what_went_wrong(tmp_path, args, code, needle):
     assert p.returncode == code, p.stderr[-3000:]
     assert needle in _last_line(p)
     assert not list(tmp_path.rglob("rows/*.parquet"))
+
+
+def test_a_warm_cli_run_is_a_cold_one(tmp_path):
+    """run_cli forks the CLI from a warm interpreter (tests/warm_cli.py): the same exit status,
+    stdout and stderr as a cold `python -m novelty.cli`, in a process of its own, at the cwd and
+    environment it was given; an exception no handler catches prints its traceback, exit 1."""
+    (tmp_path / "file").write_text("a file where a folder should be")
+    cases = [["train", "--no-such-option"],
+             ["train", "--normal-class", "12", "--results", "res", "--no-progress"],  # data error, in cwd
+             ["report", "--results", "file/res"],
+             ["--version"]]
+    env = {"NOVELTY_CACHE": str(tmp_path / "cache")}
+    for args in cases:
+        warm, cold = run_cli(*args, cwd=tmp_path, env=env), run_cli(*args, cwd=tmp_path, env=env, cold=True)
+        assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), args
+    assert {run_cli("train", "--no-such-option").returncode for _ in range(2)} == {2}  # the server goes on
+    # what a child is: a process of its own, at its cwd and environment, `-m`'s argv[0]; an
+    # exception no handler catches ends it as it ends an interpreter
+    (tmp_path / "probe.py").write_text("import os, sys; print(os.getpid(), os.getcwd(), os.environ.get('PROBE'), "
+                                       "sys.argv[1:]); raise KeyError('uncaught')\n")
+    server = warm_cli_server()
+    p = server.run(["a", "b"], {**os.environ, "PROBE": "x"}, str(tmp_path), 60, module="probe")
+    pid, cwd, probe, argv = p.stdout.split(" ", 3)
+    assert int(pid) not in (os.getpid(), server.proc.pid) and cwd == str(tmp_path) and probe == "x"
+    assert argv.strip() == "['a', 'b']"
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == "KeyError: 'uncaught'"
+    assert "PROBE" not in os.environ
 
 
 def test_old_spellings_still_work_with_a_note(tmp_path):
