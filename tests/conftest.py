@@ -36,12 +36,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DDP_PINNED = {"nz": 100, "score_lambda": 0.9, "noise_std": 0.1, "stop": "last"}
 
 
-# The longest files, longest first (~87, 75, 55, 45, 44, 38, 35 s, then under 17 s each, as
+# The longest files, longest first (~71, 64, 55, 49, 41, 34, 28 s, then under 16 s each, as
 # measured under 2 workers in session 15, with run_cli forked from a warm interpreter); the rest
 # follow in their own order. `make test` runs pytest-xdist with --dist loadfile
 # --no-loadscope-reorder: each file goes whole to a worker, in this order, so no long file is
 # left to run alone at the end while the other worker idles.
-LONGEST_FIRST = ("test_cluster_sim.py", "test_sweep.py", "test_slurm.py", "test_reliability.py",
+LONGEST_FIRST = ("test_sweep.py", "test_cluster_sim.py", "test_slurm.py", "test_reliability.py",
                  "test_sweep_kill.py", "test_quality.py", "test_trial.py")
 
 
