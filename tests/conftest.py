@@ -88,7 +88,7 @@ def run_cli(*args, cwd=None, env=None, timeout: int = 600, cold: bool = False) -
     warm interpreter (tests/warm_cli.py) unless `cold` or `env` changes a start-up variable."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     args = [str(a) for a in args]
-    if not cold and warm_cli_server().cold_reason(env) is None:
+    if not cold and warm_cli_server().can_fork(env):
         return warm_cli_server().run(args, env, cwd, timeout)
     return subprocess.run([sys.executable, "-m", "novelty.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=timeout)

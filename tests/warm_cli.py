@@ -8,7 +8,7 @@ environment, atexit handlers at exit) that runs the CLI module as `-m` runs it, 
 interpreter where those imports are done, and skips the teardown of the modules at exit.
 
 A call whose environment changes what an interpreter reads only as it starts (PYTHONPATH,
-PYTHONWARNINGS, OpenMP's and torch's variables, ...) runs cold instead (`cold_reason`).
+PYTHONWARNINGS, OpenMP's and torch's variables, ...) runs cold instead (`can_fork`).
 """
 from __future__ import annotations
 
@@ -100,17 +100,16 @@ def serve() -> None:
 
 
 class WarmCli:
-    """The client: one server, started on first use with this process's environment."""
+    """The client: one server, started with the environment `env`."""
 
     def __init__(self, env: dict[str, str]):
         self.env = startup_env(env)
         self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, text=True, bufsize=1, cwd=str(Path(__file__).parents[1]))
 
-    def cold_reason(self, env: dict[str, str]) -> str | None:
-        """Why a call with this environment cannot be forked from the server (or None)."""
-        changed = sorted(set(self.env.items()) ^ set(startup_env(env).items()))
-        return f"start-up variables differ: {changed}" if changed else None
+    def can_fork(self, env: dict[str, str]) -> bool:
+        """Whether a call with this environment can be forked from the server: the same start-up variables."""
+        return startup_env(env) == self.env
 
     def _reply(self, timeout: float | None) -> dict | None:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -129,7 +128,8 @@ class WarmCli:
             out, err = Path(d) / "stdout", Path(d) / "stderr"
             out.touch()
             err.touch()
-            request = {"module": module, "args": args, "env": env, "cwd": str(cwd or os.getcwd()), "stdout": str(out), "stderr": str(err)}
+            request = {"module": module, "args": args, "env": env, "cwd": str(cwd or os.getcwd()),
+                       "stdout": str(out), "stderr": str(err)}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             pid = self._reply(60)["pid"]
