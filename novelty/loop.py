@@ -68,6 +68,7 @@ def train_epoch(run: Run, cfg: TrialConfig, train_x: torch.Tensor, device: torch
     """One pass over the normal training images; returns the epoch's mean losses."""
     rank, n_ranks = world()
     method = run.method
+    method.prepare(train_x)
     method.begin_epoch()
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + run.epoch)
     plan = batches(len(train_x), cfg.batch_size, gen, n_ranks)
@@ -220,6 +221,7 @@ def fit(method_cls: type, cfg: TrialConfig, opts: RunOptions, split: Split, devi
         while run.epoch < epochs:
             if method_cls.trained:
                 metrics = train_epoch(run, cfg, split.train, device, opts.progress)
+                run.method.end_epoch(split.train, split.val)
             else:
                 metrics = fit_once(run, split)
             run.epoch += 1

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from . import methods
 from .config import LATER_FIELDS, first_line
 from .errors import ResultsError
 from .scorefiles import compact, expand, is_compact, write_options
@@ -71,9 +72,20 @@ def check_writable(uri: str) -> None:
             pass
 
 
+ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
 def row_table(row: pd.DataFrame) -> pa.Table:
-    """A trial's row (a one-row frame) as written: no pandas metadata (the frame has no index), `ROW_META`."""
-    return pa.Table.from_pandas(row, preserve_index=False).replace_schema_metadata(ROW_META)
+    """A trial's row (a one-row frame) as written: no pandas metadata (the frame has no index), `ROW_META`.
+    The methods' own hyper-parameters take their declared types whichever method wrote the row
+    (null in other methods' rows), so `pd.read_parquet(<results>/rows)` reads a folder that mixes
+    methods whichever file pyarrow takes the schema from."""
+    table = pa.Table.from_pandas(row, preserve_index=False)
+    for name, kind in methods.param_types().items():
+        i = table.schema.get_field_index(name)
+        if i >= 0 and kind in ARROW_TYPES and table.schema.field(i).type != ARROW_TYPES[kind]:
+            table = table.set_column(i, pa.field(name, ARROW_TYPES[kind]), table.column(i).cast(ARROW_TYPES[kind]))
+    return table.replace_schema_metadata(ROW_META)
 
 
 def table_options(table: pa.Table) -> dict:

@@ -134,7 +134,7 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
              "scored_epoch": run.scored_epoch, "resumed_from_epoch": run.resumed_from}
     row = {
         "key": key, "sweep": opts.sweep, "run_name": cfg.run_name(data.fingerprint),
-        **{c: NAN for c in methods.param_columns()}, **cfg.flat(),  # other methods' own knobs: NaN
+        **{c: None for c in methods.param_columns()}, **cfg.flat(),  # other methods' own knobs: null
         "method": spec.name,
         "normal_class": split.normal_class,  # COIL-100's seeded draw resolved
         "class_drawn": cfg.normal_class < 0,  # the seed drew the class: a repetition, not a per-class cell

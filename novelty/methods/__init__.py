@@ -33,6 +33,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .params import DeepSVDDParams, TransformsParams
+
 # Knobs every method runs under: the trial reads them (data, split, seed, preprocessing),
 # whatever the method, so they always belong to its label and key.
 COMMON_FIELDS = ("dataset", "normal_class", "seed", "variant", "val_fraction", "preprocess")
@@ -163,6 +165,13 @@ def param_columns() -> tuple[str, ...]:
     return tuple(n for s in specs() for n in s.param_names())
 
 
+def param_types() -> dict[str, type]:
+    """Every registered method's own hyper-parameters and their declared types (int, float, str,
+    bool): the row's column types, whichever method wrote the row (null in other methods' rows)."""
+    from typing import get_type_hints
+    return {n: t for s in specs() if s.params is not None for n, t in get_type_hints(s.params).items()}
+
+
 def method_columns() -> tuple[str, ...]:
     """The union of the registered methods' row columns, in registration order."""
     return tuple(dict.fromkeys(c for s in specs() for c in s.columns))
@@ -192,6 +201,15 @@ register(MethodSpec(name="ocsvm", variants=("ocsvm",), impl="novelty.methods.pix
                     columns=("ocsvm_nu",), paper_label="paper: OCSVM", display="ours: OCSVM"))
 register(MethodSpec(name="kde", variants=("kde",), impl="novelty.methods.pixels:KDE", reads=(),
                     columns=("kde_bandwidth",), paper_label="paper: KDE", display="ours: KDE"))
+# Beyond the paper's tables: methods that work on natural images (novelty/methods/transforms.py,
+# deepsvdd.py); their own knobs in novelty/methods/params.py (torch-free).
+register(MethodSpec(name="transforms", variants=("transforms",), impl="novelty.methods.transforms:Transforms",
+                    reads=("epochs", "batch_size"), params=TransformsParams,
+                    columns=("val_tf_loss", "val_tf_acc", "final_loss_tf"),
+                    components=("nll", "dirichlet", "pmean", "wrong"), display="ours: transforms"))
+register(MethodSpec(name="deepsvdd", variants=("deepsvdd",), impl="novelty.methods.deepsvdd:DeepSVDD",
+                    reads=("epochs", "batch_size"), params=DeepSVDDParams,
+                    columns=("val_svdd_dist", "svdd_radius", "final_loss_svdd"), display="ours: Deep SVDD"))
 
 
 # ---------------------------------------------------------------- methods of installed packages

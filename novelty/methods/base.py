@@ -5,6 +5,7 @@ loop draws; a pixel method (`trained = False`) fits once, as its one "epoch".
     method = Cls(cfg, channels, device)           # its state, seeded by cfg.seed
     losses = method.step(x, noise, weight, gen)   # one optimiser step on this rank's batch
     method.after_step(global_losses)              # e.g. re-initialise a collapsed D
+    method.prepare(train); method.end_epoch(train, val)   # before / after each epoch's steps
     comps  = method.components(x)                 # per-image score components, eval mode
     raw    = method.score(comps, stats)           # the per-image score (eq. 7 for the paper)
     sd     = method.state_dict(); method.load_state_dict(sd)   # checkpoints (tensors only)
@@ -81,6 +82,14 @@ class Method:
         across ranks, `novelty.distributed.sync_grads`). Returns the losses (`loss_names`) as a
         1-D tensor."""
         raise NotImplementedError
+
+    def prepare(self, train: torch.Tensor) -> None:
+        """Called before each epoch's steps with all the normal training images (e.g. Deep SVDD's
+        centre from an initial forward pass). Every rank calls it with the same images."""
+
+    def end_epoch(self, train: torch.Tensor, val: torch.Tensor) -> None:
+        """Called after each epoch's steps, before validation, with the normal training and
+        validation images (e.g. a score's constants fitted on normal images). Every rank calls it."""
 
     def after_step(self, losses: torch.Tensor) -> None:
         """Called with the global-mean losses after each step (all ranks see the same values)."""
