@@ -1,6 +1,8 @@
 """The paper's published numbers (Tian et al., MMAsia '20, tables 1-4), read from the one file
 that holds them, `paper_tables.csv` (table, dataset, method, normal_class, auc): no module
-repeats a number of it."""
+repeats a number of it. Rows of table 0 are other papers' one-class numbers on the same protocol
+(the method column cites them: GEOM, Deep SVDD, Hendrycks et al., CSI), the marks the methods
+beyond the paper (novelty/methods/transforms.py, deepsvdd.py) are read against."""
 from __future__ import annotations
 
 import functools

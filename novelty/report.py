@@ -99,7 +99,8 @@ def _fmt_frame(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
 def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rules: bool) -> list[str]:
     """Honest vs oracle (from the traces) and leave-one-class-out choices, as Markdown + CSV."""
     from .results import read_trace
-    from .selection import RULE, loco_select, oracle_per_class, oracle_table, paper_views, rescore
+    from .selection import (RULE, loco_select, oracle_per_class, oracle_table, paper_views, rescore,
+                            rescore_components)
 
     md = []
     labelled = rows
@@ -123,11 +124,17 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
         # the methods whose score the score rule drives (the paper's: eq. 7's mix)
         ruled = {v for v in rows["variant"].unique() if {"score_lambda", "score_norm"} <= set(methods.spec_for(v).reads)}
         mixed = rows[rows["variant"].isin(ruled)]
-        scores = read_scores(uri, set(mixed["key"]))
-        extra = rescore(mixed, scores)
-        if not extra.empty:
-            pool = label_rows(pd.concat([rows.assign(rescored=False), extra], ignore_index=True)
-                              .drop_duplicates(subset=["key", "score_lambda", "score_norm"]))
+        extra = [rescore(mixed, read_scores(uri, set(mixed["key"])))]
+        # the methods whose score names one stored component (MethodSpec.score_param): each component
+        params = {s.score_param: s for s in methods.specs() if s.score_param}
+        for param, spec in params.items():
+            mine = rows[rows["variant"].isin(spec.variants)]
+            if not mine.empty:
+                extra.append(rescore_components(mine, read_scores(uri, set(mine["key"])), param))
+        extra = [e for e in extra if not e.empty]
+        if extra:
+            pool = label_rows(pd.concat([rows.assign(rescored=False), *extra], ignore_index=True)
+                              .drop_duplicates(subset=["key", "score_lambda", "score_norm", *params]))
     choices, summary = loco_select(pool)
     if not choices.empty:
         writer.put("loco_choices.csv", choices.to_csv(index=False))
@@ -135,8 +142,8 @@ def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rule
         cells = summary.assign(cell=[_cell(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"],
                                                                           summary["n_seeds"])])
         md.append("## Leave-one-class-out selection\n\n" + RULE +
-                  (" Score rules (mix lambda x component scale) re-mixed from each trial's stored components "
-                   "are candidates too." if score_rules else "") + "\n\n" +
+                  (" Score rules (mix lambda x component scale; a method's score component) re-scored from "
+                   "each trial's stored components are candidates too." if score_rules else "") + "\n\n" +
                   to_markdown(cells[["dataset", "variant", "cell", "n_configs", "classes"]]
                               .set_index(["dataset", "variant"])) +
                   "\nChoices per class:\n\n" + to_markdown(_fmt_frame(choices, ["dataset", "variant", "normal_class"])))

@@ -55,6 +55,22 @@ def rescore(rows: pd.DataFrame, scores: pd.DataFrame, lambdas=SCORE_LAMBDAS, nor
     return pd.DataFrame(out)
 
 
+def rescore_components(rows: pd.DataFrame, scores: pd.DataFrame, param: str) -> pd.DataFrame:
+    """One row per (trial, stored component): the trial's row with its score `param` (e.g.
+    transforms' tf_score) set to that component and the AUC the component gives, from the
+    stored per-image components (nothing retrained). Marked `rescored`, as `rescore`'s."""
+    out = []
+    by_key = {k: g for k, g in scores.groupby("key")}
+    for _, row in rows.iterrows():
+        part = by_key.get(row["key"])
+        if part is None:
+            continue
+        for column in (c for c in part if c.startswith("c_") and part[c].notna().all()):
+            out.append({**row.to_dict(), param: column[2:], "rescored": True,
+                        "auc": auc(part["label"].to_numpy(), part[column].to_numpy(float))})
+    return pd.DataFrame(out)
+
+
 def loco_select(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leave-one-class-out over the `config`s of each (dataset, variant) that has two or more.
 

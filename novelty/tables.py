@@ -117,9 +117,10 @@ def class_mean_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def paper_table() -> pd.DataFrame:
-    """The paper's published AUCs: table, dataset, method, normal_class (str: 0-9 or mean), auc."""
+    """The paper's published AUCs: table, dataset, method, normal_class (str: 0-9 or mean), auc; other
+    papers' (table 0) labelled "published: <method (citation)>"."""
     paper = published()
-    labels = [f"paper T4: {m}" if t == 4 else PAPER_LABELS.get(m, f"paper: {m}")
+    labels = [f"paper T4: {m}" if t == 4 else f"published: {m}" if t == 0 else PAPER_LABELS.get(m, f"paper: {m}")
               for t, m in zip(paper["table"], paper["method"])]
     return paper.assign(label=labels)
 

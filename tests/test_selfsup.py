@@ -181,3 +181,25 @@ def test_two_rank_gloo_run_of_the_new_methods(tmp_path, variant):
     r1, r2 = read_rows(str(tmp_path / "one")), read_rows(str(tmp_path / "two"))
     assert r2.loc[0, "world_size"] == 2 and r2.loc[0, "key"] == r1.loc[0, "key"]
     assert abs(r2.loc[0, "auc"] - r1.loc[0, "auc"]) < 0.1
+
+
+def test_score_rules_re_score_transforms_by_each_stored_component(tmp_path):
+    """`novelty report --score-rules`: a transforms trial is a candidate under each of its stored
+    components (tf_score), with that component's AUC; leave-one-class-out chooses among them."""
+    from novelty.report import write_report
+    from novelty.selection import rescore_components
+
+    out = tmp_path / "res"
+    for k in (0, 1, 2):
+        run_trial(TrialConfig.from_flat({**TINY_TF, "tf_set": "rot4", "epochs": 1, "normal_class": k}),
+                  RunOptions(results=str(out), progress=False, threads=1))
+    rows = read_rows(str(out))
+    scores = read_scores(str(out))
+    extra = rescore_components(rows, scores, "tf_score").set_index(["normal_class", "tf_score"])
+    assert len(extra) == 3 * 4
+    part = scores[scores["key"] == rows.loc[rows["normal_class"] == 1, "key"].iloc[0]]
+    assert extra.loc[(1, "nll"), "auc"] == pytest.approx(roc_auc_score(part["label"], part["c_nll"]), abs=1e-12)
+    assert extra.loc[(1, "dirichlet"), "auc"] == rows.loc[rows["normal_class"] == 1, "auc"].iloc[0]
+    write_report(str(out), plots=False, score_rules=True)
+    choices = pd.read_csv(out / "tables" / "loco_choices.csv")
+    assert set(choices["variant"]) == {"transforms"} and choices["chosen"].str.contains("tf_score=").all()

@@ -59,9 +59,13 @@ class MethodSpec:
     components: tuple[str, ...] = ("score",)
     """Names of its per-image score components (the scores file's c_<name> columns)."""
     paper_label: str = ""
-    """The label of its row in the paper's tables 1-3 (paper_tables.csv), if it has one per class."""
+    """The label of its per-class row in paper_tables.csv, if it has one: the paper's tables 1-3 ("paper: ..."), or
+    another paper's numbers on the same protocol (table 0, "published: ...")."""
     display: str = ""
     """How the report names it ("ours: DAE"); the variant's own name when empty."""
+    score_param: str = ""
+    """Its own hyper-parameter whose value names the score component (transforms' tf_score), if
+    any: `novelty report --score-rules` re-scores its trials by each component, from the stored ones."""
     params: Any = None
     """A frozen dataclass of its own hyper-parameters (a docstring under each field), or None:
     the trial's `cfg.params` is one of them; its fields are options, grid fields, row columns
@@ -204,12 +208,14 @@ register(MethodSpec(name="kde", variants=("kde",), impl="novelty.methods.pixels:
 # Beyond the paper's tables: methods that work on natural images (novelty/methods/transforms.py,
 # deepsvdd.py); their own knobs in novelty/methods/params.py (torch-free).
 register(MethodSpec(name="transforms", variants=("transforms",), impl="novelty.methods.transforms:Transforms",
-                    reads=("epochs", "batch_size"), params=TransformsParams,
+                    reads=("epochs", "batch_size"), params=TransformsParams, score_param="tf_score",
                     columns=("val_tf_loss", "val_tf_acc", "final_loss_tf"),
-                    components=("nll", "dirichlet", "pmean", "wrong"), display="ours: transforms"))
+                    components=("nll", "dirichlet", "pmean", "wrong"), display="ours: transforms",
+                    paper_label="published: GEOM (Golan & El-Yaniv 2018)"))
 register(MethodSpec(name="deepsvdd", variants=("deepsvdd",), impl="novelty.methods.deepsvdd:DeepSVDD",
                     reads=("epochs", "batch_size"), params=DeepSVDDParams,
-                    columns=("val_svdd_dist", "svdd_radius", "final_loss_svdd"), display="ours: Deep SVDD"))
+                    columns=("val_svdd_dist", "svdd_radius", "final_loss_svdd"), display="ours: Deep SVDD",
+                    paper_label="published: Deep SVDD (Ruff et al. 2018)"))
 
 
 # ---------------------------------------------------------------- methods of installed packages
