@@ -27,6 +27,16 @@ STUDY_MNIST = {"dataset": "mnist", "epochs": 5, "score_lambda": 0.9, "stop": "la
 # ocsvm / kde ignore these (see novelty/methods/pixels.py)
 BASELINES_GRID = {"variant": ("kde", "ocsvm", "vae", "dae"), "normal_class": range(10), "seed": [0]}
 BASELINES_FIXED = {"epochs": 4, "nz": 32}
+# The methods beyond the paper, at the presets this machine can pay for (docs/selfsup.md: how each
+# value was chosen, what it costs, what was tried and dropped). transforms: GEOM's 72
+# transformations (their published set) on a WRN-10-1, 8 images (576 transformed) a batch, one
+# epoch over the 72-fold set; deepsvdd: Ruff et al.'s network, GCN, Adam 1e-4, batch 200.
+SELFSUP_FIXED = {
+    "transforms": {"tf_set": "geom72", "tf_depth": 10, "tf_widen": 1, "tf_lr": 0.05, "tf_score": "dirichlet",
+                   "epochs": 1, "batch_size": 8},
+    "deepsvdd": {"preprocess": "gcn", "svdd_objective": "one-class", "svdd_lr": 1e-4, "svdd_pretrain_epochs": 0,
+                 "epochs": 10, "batch_size": 200},
+}
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,13 @@ def baselines_sweep(dataset: str) -> Sweep:
     4 baselines x 10 classes x 1 seed = 40 trials (add seeds with --seeds 0,1,...)."""
     return Sweep(name=f"{dataset}_baselines", grid=BASELINES_GRID, fixed={"dataset": dataset, **BASELINES_FIXED},
                  cpus_per_trial=1)
+
+
+def selfsup_sweep(variant: str, dataset: str, seeds: Sequence[int]) -> Sweep:
+    """`variant` (transforms or deepsvdd) on `dataset` at its SELFSUP_FIXED preset:
+    10 classes x len(seeds) seeds, one CPU a trial."""
+    return Sweep(name=f"{dataset}_{variant}", grid={"normal_class": range(10), "seed": list(seeds)},
+                 fixed={"dataset": dataset, "variant": variant, **SELFSUP_FIXED[variant]}, cpus_per_trial=1)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,15 @@
+"""MNIST, Deep SVDD (Ruff et al. 2018; novelty/methods/deepsvdd.py), at its preset
+(novelty.grid.SELFSUP_FIXED; docs/selfsup.md says how it was chosen and what a trial costs).
+
+    python sweeps/mnist_deepsvdd.py --data-root /path/to/data --results results/mnist-deepsvdd --max-concurrent 2
+    python sweeps/mnist_deepsvdd.py --smoke-test        # 2 classes, 1 seed, 1 epoch
+
+(how the reference set was made; without --results the rows go to runs/mnist_deepsvdd)
+"""
+from novelty.grid import selfsup_sweep
+from novelty.launch import main
+
+SWEEP = selfsup_sweep("deepsvdd", "mnist", seeds=(0, 1))  # 10 classes x 2 seeds = 20 trials
+
+if __name__ == "__main__":
+    raise SystemExit(main(SWEEP))
