@@ -7,6 +7,8 @@ On the device (default `cuda`) it measures
   trial_twice  one CIFAR-10 trial at CIFAR-10's preset (variant full, class 0, seed 0), run twice:
                the AUC and wall time of each and the AUC difference between them (0 when the GPU
                path is deterministic);
+  selfsup      one CIFAR-10 trial of each method beyond the paper (transforms, deepsvdd) at its sweep
+               preset (novelty.grid.SELFSUP_FIXED): AUC, wall, training seconds;
   train_step   images/s of the full method's training step at batch 64 and at batch 512;
   packed       trials per minute with 4 trials on the device at once: through Ray Tune at
                gpus_per_trial 0.25 where Ray is installed (on CUDA), else 4 worker processes (as a
@@ -94,6 +96,24 @@ def trial_twice(data_root: str, cache: str, work: Path, device: str) -> dict:
             "walls_s": [round(r["wall_s"], 3) for r in runs], "train_seconds": [r["train_seconds"] for r in runs],
             "auc_difference": abs(runs[0]["auc"] - runs[1]["auc"]), "device": runs[0]["device"],
             "note": "the first run includes decoding the data into the cache"}
+
+
+def selfsup(data_root: str, cache: str, work: Path, device: str, tiny: bool) -> dict:
+    """One CIFAR-10 trial (class 0, seed 0) of each method beyond the paper at its sweep preset
+    (novelty.grid.SELFSUP_FIXED; --tiny: 1 epoch): its AUC, wall and training seconds on the device,
+    beside a CPU trial's (docs/selfsup.md)."""
+    from novelty.config import RunOptions, TrialConfig
+    from novelty.grid import SELFSUP_FIXED
+
+    out = {}
+    for variant, preset in SELFSUP_FIXED.items():
+        flat = {"dataset": "cifar10", "normal_class": 0, "seed": 0, "variant": variant, **preset,
+                **({"epochs": 1} if tiny else {})}
+        r = one_trial((TrialConfig.from_flat(flat), RunOptions(data_root=data_root, cache_dir=cache, device=device,
+                                                               results=str(work / variant), progress=False)))
+        out[variant] = {"config": flat, "auc": r["auc"], "wall_s": round(r["wall_s"], 3),
+                        "train_seconds": r["train_seconds"], "device": r["device"]}
+    return out
 
 
 def train_step(device_name: str, batch_sizes: tuple[int, ...], steps: int, warmup: int) -> dict:
@@ -218,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"data: {data['kind']} ({data['root']})")
         report["trial_twice"] = trial_twice(data["root"], cache, work, args.device)
         log(f"trial twice: AUCs {report['trial_twice']['aucs']}")
+        report["selfsup"] = selfsup(data["root"], cache, work, args.device, args.tiny)
+        log(f"selfsup: {({v: r['auc'] for v, r in report['selfsup'].items()})}")
         report["train_step"] = train_step(args.device, (8, 16) if args.tiny else (64, 512),
                                           steps=2 if args.tiny else 30, warmup=1 if args.tiny else 5)
         log(f"train step: {report['train_step']['images_per_s']}")

@@ -3,7 +3,8 @@
     .venv/bin/python bench/trial_cost.py --data-root ../shared/data --cache-dir ~/.cache/novelty
 
 For each case (a 1-epoch CIFAR-10 trial at the `cifar10` preset, class 0 seed 0 `full`; a
-digits trial at the defaults, class 0 seed 0 `full`) a fresh Python process (1 torch thread)
+digits trial at the defaults, class 0 seed 0 `full`; with --cases, `transforms` or `deepsvdd` on
+CIFAR-10 at their sweep presets) a fresh Python process (1 torch thread)
 imports the package, runs the trial through `novelty.trial.run_trial` ("alone": a cold
 process, the dataset cache on disk warm), then runs a second trial of the same dataset
 (class 1) in the same process ("in a sweep": Ray Tune reuses its trial actors, so a sweep's
@@ -193,9 +194,14 @@ def child(case: str, args: argparse.Namespace) -> dict:
     from novelty.config import PRESETS, RunOptions, TrialConfig
     import novelty.trial  # noqa: F401
 
-    preset = PRESETS["cifar10"] if case == "cifar10" else {}
-    cfgs = [TrialConfig(dataset=case, normal_class=k, seed=0, variant="full", **preset) for k in (0, 1)]
-    methods.spec_for("full").load()
+    from novelty.grid import SELFSUP_FIXED
+
+    dataset, _, variant = case.partition("-")  # "cifar10-transforms": the method at its sweep preset
+    variant = variant or "full"
+    preset = SELFSUP_FIXED[variant] if variant in SELFSUP_FIXED else PRESETS["cifar10"] if dataset == "cifar10" else {}
+    cfgs = [TrialConfig.from_flat({"dataset": dataset, "normal_class": k, "seed": 0, "variant": variant, **preset})
+            for k in (0, 1)]
+    methods.spec_for(variant).load()
     imported = [b - a for a, b in zip(start, clocks())]
     out: dict = {"case": case}
     with tempfile.TemporaryDirectory(prefix="trial_cost-") as tmp:
@@ -206,7 +212,7 @@ def child(case: str, args: argparse.Namespace) -> dict:
             t["import"] = imported if name == "alone" else [0.0, 0.0]
             t["wall"] = [a + b for a, b in zip(t["wall"], t["import"])]
             out[name] = {"phases": t, "auc": row["auc"], "key": row["key"], "class": cfg.normal_class}
-        if case == "cifar10" and args.throughput_images > 0:
+        if case == "cifar10" and args.throughput_images > 0:  # the paper's method's passes
             out["throughput"] = throughput(cfgs[0], opts, args.throughput_images)
     return out
 
@@ -236,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     p.add_argument("--cache-dir", default=os.environ.get("NOVELTY_CACHE", os.path.expanduser("~/.cache/novelty")))
-    p.add_argument("--cases", default="cifar10,digits", help="comma-separated: cifar10, digits")
+    p.add_argument("--cases", default="cifar10,digits",
+                   help="comma-separated: cifar10, digits (the paper's method), cifar10-transforms, cifar10-deepsvdd "
+                        "(the methods beyond it, at their sweep presets: novelty.grid.SELFSUP_FIXED)")
     p.add_argument("--throughput-images", type=int, default=2048, help="test images timed for scoring (0: skip)")
     p.add_argument("--json", default="", help="also write the results here")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)

@@ -24,13 +24,16 @@ def test_tiny_cpu_check_prints_every_figure(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert json.loads((tmp_path / "check.json").read_text()) == report
-    assert {"torch", "device", "device_name", "data", "trial_twice", "train_step", "packed", "projection",
+    assert {"torch", "device", "device_name", "data", "trial_twice", "selfsup", "train_step", "packed", "projection",
             "wall_s"} <= set(report)
     assert report["data"]["kind"] == "synthetic"  # no CIFAR-10 under the data root: it says so
     twice = report["trial_twice"]
     assert len(twice["aucs"]) == 2 and all(0.0 <= a <= 1.0 for a in twice["aucs"])
     assert twice["auc_difference"] == abs(twice["aucs"][0] - twice["aucs"][1]) == 0.0  # CPU: deterministic
     assert twice["config"]["preprocess"] == "gcn" and twice["config"]["epochs"] == 1  # CIFAR-10's preset
+    selfsup = report["selfsup"]  # the methods beyond the paper, at their sweep presets
+    assert set(selfsup) == {"transforms", "deepsvdd"} and all(0.0 <= r["auc"] <= 1.0 for r in selfsup.values())
+    assert selfsup["transforms"]["config"]["tf_set"] == "geom72" and selfsup["deepsvdd"]["config"]["epochs"] == 1
     rates = report["train_step"]["images_per_s"]
     assert len(rates) == 2 and all(r > 0 for r in rates.values())
     packed = report["packed"]
