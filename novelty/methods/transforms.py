@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ..config import TrialConfig
 from ..distributed import sync_grads
+from ..models import _layout
 from .base import Method, scoring
 from .params import TransformsParams  # noqa: F401 (its spec's params)
 
@@ -130,7 +131,7 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(widths[3], n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, n_out)
-        f = F.relu(self.bn(self.body(x)))  # (B, 64k, H/4, W/4)
+        f = F.relu(self.bn(self.body(_layout(x))))  # (B, 64k, H/4, W/4)
         return self.fc(f.mean(dim=(2, 3)))
 
 
@@ -203,6 +204,8 @@ class Transforms(Method):
 
     def begin_epoch(self) -> None:
         super().begin_epoch()
+        if self.device.type == "cpu":  # speed only (1.7x a step on CPU): weights in the activations' NHWC layout
+            self.net.to(memory_format=torch.channels_last)
         lr = self.p.tf_lr * 0.5 * (1 + math.cos(math.pi * self.epochs_done / self.cfg.epochs))  # cosine
         for group in self.opt.param_groups:
             group["lr"] = lr
