@@ -24,7 +24,9 @@ NOTES = (
     "of each seed's class-mean, shown only when every seed covers every class; its n is the number of seeds. "
     "Where the seed drew the normal class (COIL-100), the mean column is mean ± std over the repetitions. "
     "Rows labelled 'paper' are the published AUCs of Tian et al. (MMAsia '20), tables 1-4; "
-    "their mean is the paper's, over all of its classes, whichever classes were run here."
+    "their mean is the paper's, over all of its classes, whichever classes were run here. "
+    "Rows labelled 'published' are other papers' one-class AUCs on the same protocol, from scratch "
+    "(the label cites them; novelty/paper_tables.csv, table 0)."
 )
 ABLATION_NOTES = (
     "a − b over the (class, seed) pairs both variants have, within one dataset and configuration; "
