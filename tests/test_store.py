@@ -44,13 +44,33 @@ def _format1(path: Path, frame: pd.DataFrame) -> None:
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
+def _eq7_by_hand(part: pd.Series, row: dict) -> float:
+    """The paper's eq. 7 for one image, written out here (not with novelty.scoring): each component
+    scaled as score_norm says (val: by its validation mean and std; ink: over the image's ink,
+    floored at 1e-3), then lambda * L_con + (1 - lambda) * L_fea."""
+    con, fea, lam = float(part["c_con"]), float(part["c_fea"]), row["score_lambda"]
+    if row["score_norm"] == "val":
+        con = (con - row["val_con_mean"]) / row["val_con_std"]
+        fea = (fea - row["val_fea_mean"]) / row["val_fea_std"]
+    elif row["score_norm"] == "ink":
+        con, fea = con / max(float(part["c_ink"]), 1e-3), fea / max(float(part["c_ink"]), 1e-3)
+    return lam * con + (1.0 - lam) * fea
+
+
 @pytest.mark.parametrize("norm", ["none", "val", "ink"])
 def test_compact_scores_read_back_bit_for_bit_without_derivable_columns(norm):
     row, frame = _trial(norm=norm)
     table = compact(frame, row)
     assert set(table.column_names) == {"key", "label", "c_con", "c_fea", "c_lat", "c_ink", "c_score"}  # nothing derivable
     assert table.schema.field("c_con").type == pa.float32() and table.schema.field("label").type == pa.int8()
-    pd.testing.assert_frame_equal(expand(table, row), frame, check_exact=True)
+    back = expand(table, row)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    # the derived columns are eq. 7 and eq. 8, computed here without the code under test
+    raw = [_eq7_by_hand(back.iloc[i], row) for i in range(len(back))]
+    lo, hi = min(raw), max(raw)
+    for i in (0, 7, 123, len(back) - 1):
+        assert back["raw_score"].iloc[i] == pytest.approx(raw[i], rel=1e-12, abs=1e-15)
+        assert back["score"].iloc[i] == pytest.approx((raw[i] - lo) / (hi - lo), rel=1e-12, abs=1e-15)
 
 
 def test_what_does_not_derive_is_stored():
