@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 CHECK = [sys.executable, str(REPO / "bench" / "gpu_check.py")]
@@ -38,13 +40,35 @@ def test_tiny_cpu_check_prints_every_figure(tmp_path):
     assert len(rates) == 2 and all(r > 0 for r in rates.values())
     packed = report["packed"]
     assert packed["how"] == "processes" and packed["trials"] == 4 and packed["devices"] == ["cpu"]
-    assert 1 <= packed["max_seen_at_once"] <= 2 and packed["trials_per_minute"] > 0
-    projection = report["projection"]
-    assert projection["trials"] == 800
-    assert abs(projection["minutes_on_one_device"] - 800 / packed["trials_per_minute"]) < 1e-6
+    # 4 trials, 2 worker processes: two trials ran at the same time (from the trials' own timestamps)
+    assert packed["max_seen_at_once"] == 2
+    assert packed["trials_per_minute"] == pytest.approx(4 / packed["span_s"] * 60, rel=1e-3)  # span_s: rounded
+    projection = report["projection"]  # the ablation grid's trials at the measured rate
+    assert projection["minutes_on_one_device"] == pytest.approx(
+        projection["trials"] * packed["span_s"] / 4 / 60, rel=1e-3)
 
 
 def test_asking_for_cuda_where_there_is_none_says_so():
     done = _run(["--device", "cuda"], timeout=300)
     assert done.returncode == 2
     assert "sees no CUDA device" in json.loads(done.stdout)["error"]
+
+
+def test_the_most_trials_at_once_is_counted_from_their_times():
+    """gpu_check._span: the span from the first start to the last end, and the most trials whose
+    [started_at, finished_at) overlap; trials one after the other count 1 however many there are."""
+    import datetime as dt
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def rows(*spans):
+        return [{"started_at": (t0 + dt.timedelta(seconds=a)).isoformat(),
+                 "finished_at": (t0 + dt.timedelta(seconds=b)).isoformat()} for a, b in spans]
+
+    assert check._span(rows((0, 10), (10, 20), (20, 30))) == (30.0, 1)  # one after the other
+    assert check._span(rows((0, 10), (5, 15), (12, 20))) == (20.0, 2)
+    assert check._span(rows((0, 30), (1, 29), (2, 3), (4, 28))) == (30.0, 3)
