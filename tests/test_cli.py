@@ -4,16 +4,18 @@ refused, class names in --classes, old spellings kept with a note."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from novelty import __version__
 from novelty.errors import EXIT_CODES
 from novelty.grid import Sweep, SweepOptions
-from novelty.results import read_rows
+from novelty.results import read_rows, read_scores
 
 from conftest import run_cli, warm_cli_server
 
@@ -65,6 +67,22 @@ def test_a_warm_cli_run_is_a_cold_one(tmp_path):
         warm, cold = run_cli(*args, cwd=tmp_path, env=env), run_cli(*args, cwd=tmp_path, env=env, cold=True)
         assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), args
     assert {run_cli("train", "--no-such-option").returncode for _ in range(2)} == {2}  # the server goes on
+    # a trial that trains, checkpoints and writes: the same output (timings aside), row and scores
+    runs = {}
+    for name, cold in (("warm", False), ("cold", True)):
+        (tmp_path / name).mkdir()
+        p = run_cli("train", "--epochs", "2", "--normal-class", "1", "--results", "res", "--no-progress",
+                    "--threads", "1", cwd=tmp_path / name, env=env, cold=cold)
+        assert p.returncode == 0, p.stderr[-3000:]
+        rows = read_rows(str(tmp_path / name / "res"))
+        runs[name] = (re.sub(r"\([0-9.]+s training, [0-9]+ img/s", "(Ts training, N img/s", p.stdout), p.stderr,
+                      rows.drop(columns=[c for c in rows if c.endswith(("_at", "seconds", "_per_second"))]),
+                      read_scores(str(tmp_path / name / "res")))
+    (out_w, err_w, row_w, sc_w), (out_c, err_c, row_c, sc_c) = runs["warm"], runs["cold"]
+    assert (out_w, err_w) == (out_c, err_c) and "AUC" in out_w
+    pd.testing.assert_frame_equal(row_w, row_c, check_exact=True)
+    pd.testing.assert_frame_equal(sc_w, sc_c, check_exact=True)
+    assert not list((tmp_path / "warm" / "res" / "checkpoints").glob("*/checkpoint.pt"))  # removed after the row
     # what a child is: a process of its own, at its cwd and environment, `-m`'s argv[0]; an
     # exception no handler catches ends it as it ends an interpreter
     (tmp_path / "probe.py").write_text("import os, sys; print(os.getpid(), os.getcwd(), os.environ.get('PROBE'), "

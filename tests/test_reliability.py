@@ -1,7 +1,9 @@
 """A result is never silently wrong; a bad input ends as one line; checkpoints cannot run code.
 
-Every case goes through the real CLI (a subprocess) and checks the exit status, the last
-line of stderr, the absence of a traceback, and the files left behind.
+Every case goes through the real CLI, in a process of its own (run_cli: forked from a warm
+interpreter, tests/warm_cli.py, which test_cli shows gives a training trial's output, row and
+scores as a cold `python -m novelty.cli` does), and checks the exit status, the last line of
+stderr, the absence of a traceback, and the files left behind.
 """
 from __future__ import annotations
 
