@@ -38,8 +38,16 @@ def _driver(sweep_file, results):
 
 
 def _kill_tree(proc):
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and whatever stayed in its session
+    """SIGKILL the driver, whatever stayed in its session (Ray's daemons) and its children; a no-op
+    for what already ended."""
+    try:
+        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and whatever stayed in its session
+    except ProcessLookupError:
+        pass
     for pid in family:  # and Ray's daemons, wherever they went
         try:
             os.kill(pid, signal.SIGKILL)
@@ -84,15 +92,24 @@ def whole(sweep_file):
     return _table(results)
 
 
+ROW_WAIT_S = 600
+
+
 def _start_and_wait_for_a_row(sweep_file, results):
+    """The driver, running, with at least one trial's row written (and not all four): else the
+    test fails, and the driver and its Ray are killed first."""
     p = _driver(sweep_file, results)
-    deadline = time.time() + 600
-    while time.time() < deadline and p.poll() is None:
-        if len(list((results / "rows").glob("*.parquet"))) >= 1:
-            break
+    deadline = time.time() + ROW_WAIT_S
+    while time.time() < deadline and p.poll() is None and not list((results / "rows").glob("*.parquet")):
         time.sleep(0.2)
-    assert p.poll() is None, "the driver finished before it could be killed"
-    return p
+    rows = list((results / "rows").glob("*.parquet"))
+    if p.poll() is None and rows:
+        return p
+    ended = p.poll() is not None
+    _kill_tree(p)
+    out = p.stdout.read() if p.stdout else ""
+    pytest.fail(("the driver ended before it could be killed" if ended else
+                 f"no trial wrote a row in {ROW_WAIT_S} s") + f" ({len(rows)} rows):\n{out[-3000:]}")
 
 
 def _rerun_and_compare(sweep_file, results, done_before, whole):
@@ -110,8 +127,7 @@ def _rerun_and_compare(sweep_file, results, done_before, whole):
 
 def test_killed_driver_resumes_to_the_same_table(sweep_file, whole, tmp_path):
     killed = tmp_path / "killed"
-    p = _start_and_wait_for_a_row(sweep_file, killed)
-    _kill_tree(p)
+    _kill_tree(_start_and_wait_for_a_row(sweep_file, killed))
     done_before = {f.name: f.stat().st_mtime_ns for f in (killed / "rows").glob("*.parquet")}
     assert 1 <= len(done_before) < 4
     _rerun_and_compare(sweep_file, killed, done_before, whole)
@@ -122,10 +138,14 @@ def test_sigterm_stops_the_driver_in_one_line(sweep_file, tmp_path):
     results = tmp_path / "termed"
     p = _start_and_wait_for_a_row(sweep_file, results)
     p.send_signal(signal.SIGTERM)  # the driver alone, as scancel's first signal reaches a batch script
-    out, _ = p.communicate(timeout=300)
+    try:
+        out, _ = p.communicate(timeout=300)
+    finally:
+        _kill_tree(p)  # whatever of its Ray outlived it (nothing, when it stops cleanly)
     done_before = {f.name: f.stat().st_mtime_ns for f in (results / "rows").glob("*.parquet")}
     assert p.returncode == 143, out[-3000:]
     assert "SIGTERM received" not in out and "Traceback" not in out  # no C++ stack dump, no Python one
     lines = [ln for ln in out.splitlines() if "stopped by SIGTERM" in ln]
+    assert len(done_before) >= 1  # a row existed before the signal, and the summary counts it
     assert len(lines) == 1 and f"{len(done_before)} of 4 trials have rows" in lines[0], out[-3000:]
     assert "rerun the same command" in lines[0]
