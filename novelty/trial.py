@@ -2,12 +2,14 @@
 sweep driver and the Slurm job array all call. Imports no Ray."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
 import socket
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import torch
@@ -38,22 +40,34 @@ def cpu_model() -> str:
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
 HEAP_MMAP_THRESHOLD = 1 << 30  # activations up to 1 GiB come from the heap, not fresh mmaps
+GLIBC_DEFAULTS = {M_MMAP_THRESHOLD: 128 * 1024, M_TRIM_THRESHOLD: 128 * 1024, M_TOP_PAD: 128 * 1024}
 
 
-def keep_heap() -> bool:
+@contextlib.contextmanager
+def kept_heap() -> Iterator[None]:
     """Speed only, same values: glibc's malloc hands every block over 32 MB back to the kernel when
     freed and maps a fresh one on the next step, so each training step page-faults its activations
     in again (a geom72 batch of 576 images on a WRN-10-1: half of a CPU trial's time in the kernel,
-    measured). Keep freed memory in the heap instead; the process's RSS stays at its peak.
-    False where the C library is not glibc (nothing changed)."""
+    measured). Within this block freed memory stays in the heap; after it, glibc's defaults come
+    back and the heap is trimmed (a Tune actor running trial after trial does not keep each one's
+    peak). Nothing changes where the C library is not glibc."""
     import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)
-                    and libc.mallopt(M_TOP_PAD, 1 << 26))
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc's, or AttributeError)
     except (OSError, AttributeError):
-        return False
+        yield
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)
+    libc.mallopt(M_TOP_PAD, 1 << 26)
+    try:
+        yield
+    finally:
+        for param, value in GLIBC_DEFAULTS.items():
+            libc.mallopt(param, value)
+        libc.malloc_trim(0)
 
 
 def _now() -> str:
@@ -115,6 +129,14 @@ PLACEMENT_COLUMNS = ("ray_node_id", "node_ip", "gpu_ids", "device_note")
 def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None = None,
               checkpoint: Path | None | str = "default", write: bool = True, expect_data: str = "",
               placement: dict[str, str] | None = None) -> dict | None:
+    """`_run_trial` with freed memory kept in the heap while it runs (`kept_heap`: speed only)."""
+    with kept_heap():
+        return _run_trial(cfg, opts, on_epoch, checkpoint, write, expect_data, placement)
+
+
+def _run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None = None,
+               checkpoint: Path | None | str = "default", write: bool = True, expect_data: str = "",
+               placement: dict[str, str] | None = None) -> dict | None:
     """Train and score one trial; rank 0 writes and returns its row (other ranks return None).
 
     `placement`: where a scheduler put the trial (PLACEMENT_COLUMNS), written into the row.
@@ -128,7 +150,6 @@ def run_trial(cfg: TrialConfig, opts: RunOptions, on_epoch: EpochCallback | None
         check_writable(opts.results)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
-    keep_heap()
     device = rank_device(pick_device(opts.device))
     data, key = prepare_data(cfg, opts, expect_data)
     split = apply_preprocess(one_class_split(data, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction),
