@@ -1,5 +1,8 @@
 """The package as a user installs it: a wheel built from the tree, installed apart from the
-source, must hold every subpackage and run a trial (an editable install cannot show this)."""
+source, must hold every subpackage and run a trial (an editable install cannot show this).
+Here with --target into this interpreter (its dependencies are this environment's); the declared
+dependencies and the `novelty` console script are checked by .ci/install-check, which .ci/run
+runs after the suite: the wheel in a fresh virtual environment with what pyproject.toml declares."""
 import os
 import subprocess
 import sys
