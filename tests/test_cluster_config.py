@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("jsonschema")
-from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: E402
+import jsonschema  # noqa: F401 (Ray's validate_config needs it: a dependency of ray, so never skipped)
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 
@@ -157,7 +157,6 @@ def test_default_head_role_cannot_pass_the_worker_role_until_granted(monkeypatch
     """Ray's own AWS provider code makes the head's default role (against moto's copy of AWS's
     managed policies): EC2 and S3 full access, no iam:PassRole, which the head needs to start the
     workers of gpu.yaml with their instance profile. The grant cluster/README.md gives adds it."""
-    pytest.importorskip("moto")
     import boto3
     import ray.autoscaler._private.aws.config as aws_config
     from moto import mock_aws
