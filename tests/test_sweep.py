@@ -9,6 +9,7 @@ tolerance was measured), and two runs of the same 2-rank trial agree exactly (CP
 import shutil
 import tempfile
 
+import pandas as pd
 import pytest
 import ray
 
@@ -173,6 +174,22 @@ def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path, toy_method):
     from novelty.sweep import _plugins
 
     assert _plugins(TINY.trials()) == ()
+
+
+def test_the_methods_for_natural_images_run_in_a_tune_sweep_as_in_a_plain_trial(tmp_path):
+    """transforms and deepsvdd as grid values, each method's own knobs in one grid (each left out
+    of the other's trials): 2 trials through Ray Tune, each row the plain trial's, bit for bit."""
+    sweep = Sweep(name="selfsup", grid={"variant": ["transforms", "deepsvdd"], "normal_class": [2]},
+                  fixed={"dataset": "digits", "epochs": 2, "batch_size": 16, "tf_set": "rot4", "tf_widen": 1,
+                         "svdd_objective": "soft-boundary"}, max_failures=0)
+    summary = run_sweep(sweep, SweepOptions(results=str(tmp_path / "res"), report=False))
+    assert summary.ran == 2 and not summary.failed
+    rows = read_rows(str(tmp_path / "res")).set_index("variant")
+    assert rows.loc["transforms", "tf_set"] == "rot4" and pd.isna(rows.loc["deepsvdd", "tf_set"])
+    assert rows.loc["deepsvdd", "svdd_objective"] == "soft-boundary" and rows.loc["deepsvdd", "svdd_radius"] > 0
+    for cfg in sweep.trials():
+        plain = run_trial(cfg, RunOptions(results=str(tmp_path / "plain"), progress=False, threads=1))
+        assert rows.loc[cfg.variant, "auc"] == plain["auc"] and rows.loc[cfg.variant, "key"] == plain["key"]
 
 
 def test_trial_resources_follow_the_sweep_and_the_cluster():
