@@ -40,7 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-NEEDED = ("numpy", "pandas", "pyarrow", "sklearn", "scipy", "PIL", "tqdm")  # besides torch
+NEEDED = ("numpy", "pandas", "pyarrow", "PIL", "tqdm")  # besides torch: what the trials it runs import
 
 
 def log(msg: str) -> None:
@@ -143,7 +143,10 @@ def train_step(device_name: str, batch_sizes: tuple[int, ...], steps: int, warmu
 
 
 def _span(rows: list[dict]) -> tuple[float, int]:
-    """Seconds from the first trial's start to the last one's end, and the most trials running at once."""
+    """Seconds from the first trial's start to the last one's end, and the most trials running at
+    once ((0.0, 0) for no rows: every packed trial failed)."""
+    if not rows:
+        return 0.0, 0
     t = [(dt.datetime.fromisoformat(r["started_at"]), dt.datetime.fromisoformat(r["finished_at"])) for r in rows]
     span = (max(e for _, e in t) - min(s for s, _ in t)).total_seconds()
     most = max(sum(s2 <= s < e2 for s2, e2 in t) for s, _ in t)
@@ -192,12 +195,31 @@ def packed(data_root: str, cache: str, work: Path, device: str, at_once: int, cl
 def projection(pack: dict) -> dict:
     from novelty.grid import load_sweep
 
+    if "error" in pack:
+        raise RuntimeError("no packed rate to project from: the packed step failed")
     n = len(load_sweep(str(REPO / "sweeps" / "ablation.py")).trials())
     tpm = pack["trials_per_minute"]
     minutes = n / tpm if tpm else None
     return {"grid": "sweeps/ablation.py", "trials": n, "minutes_on_one_device": minutes,
             "hours_on_one_device": minutes / 60 if minutes else None,
             "note": f"{n} trials at the packed rate on one device ({pack['at_once']} at once); N devices: divide by N"}
+
+
+def step(report: dict, name: str, fn) -> dict:
+    """Run one step of the check into report[name]; a step that fails is {"error": ...} there (its
+    exception's type, message and the last lines of its traceback) and the check goes on, so the
+    JSON comes out whatever fails. Each step's outcome goes to stderr as it ends."""
+    import traceback
+
+    t0 = time.perf_counter()
+    try:
+        report[name] = fn()
+    except Exception as exc:  # noqa: BLE001 (any failure of a step is the check's finding: recorded, then on)
+        report[name] = {"error": f"{type(exc).__name__}: {exc}"[:500],
+                        "traceback": traceback.format_exc().strip().splitlines()[-6:]}
+    log(f"{name}: {'error: ' + report[name]['error'] if 'error' in report[name] else 'ok'} "
+        f"({time.perf_counter() - t0:.1f} s)")
+    return report[name]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,24 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         work = Path(tmp)
         cache = str(work / "cache")
-        report["data"] = data = find_data(Path(args.data_root), work, args.tiny)
-        log(f"data: {data['kind']} ({data['root']})")
-        report["trial_twice"] = trial_twice(data["root"], cache, work, args.device)
-        log(f"trial twice: AUCs {report['trial_twice']['aucs']}")
-        report["selfsup"] = selfsup(data["root"], cache, work, args.device, args.tiny)
-        log(f"selfsup: {({v: r['auc'] for v, r in report['selfsup'].items()})}")
-        report["train_step"] = train_step(args.device, (8, 16) if args.tiny else (64, 512),
-                                          steps=2 if args.tiny else 30, warmup=1 if args.tiny else 5)
-        log(f"train step: {report['train_step']['images_per_s']}")
-        report["packed"] = packed(data["root"], cache, work, args.device, args.at_once, 1 if args.tiny else 2, how)
-        log(f"packed: {report['packed']['trials_per_minute']} trials/min")
-        report["projection"] = projection(report["packed"])
+        data = step(report, "data", lambda: find_data(Path(args.data_root), work, args.tiny))
+        root = data.get("root", "")
+        log(f"data: {data.get('kind')} ({root})")
+        step(report, "trial_twice", lambda: trial_twice(root, cache, work, args.device))
+        step(report, "selfsup", lambda: selfsup(root, cache, work, args.device, args.tiny))
+        step(report, "train_step", lambda: train_step(args.device, (8, 16) if args.tiny else (64, 512),
+                                                      steps=2 if args.tiny else 30, warmup=1 if args.tiny else 5))
+        pack = step(report, "packed", lambda: packed(root, cache, work, args.device, args.at_once,
+                                                     1 if args.tiny else 2, how))
+        step(report, "projection", lambda: projection(pack))
     report["wall_s"] = round(time.perf_counter() - t_start, 1)
     text = json.dumps(report, indent=1, default=str)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
-    return 0
+    return 1 if any(isinstance(v, dict) and "error" in v for v in report.values()) else 0
 
 
 if __name__ == "__main__":

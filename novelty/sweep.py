@@ -22,7 +22,6 @@ from pathlib import Path
 import ray
 import torch
 from ray import tune
-from ray._private.utils import read_ray_address
 
 from . import methods
 from .config import RunOptions, TrialConfig
@@ -234,6 +233,17 @@ def _answers(address: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def recorded_ray_address() -> str:
+    """The address of the cluster `ray start` recorded on this machine (Ray's file
+    ray_current_cluster in its temp folder: $RAY_TMPDIR/ray, else $TMPDIR/ray, else /tmp/ray, as
+    Ray looks for it), or "": read here, not through Ray's private API (ray._private)."""
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        return (Path(base) / "ray" / "ray_current_cluster").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _ensure_ray(address: str) -> None:
     """Join the given cluster (--ray-address, else RAY_ADDRESS); else the cluster `ray start` on
     this machine recorded, if it answers; else start a local one (node address 127.0.0.1) that
@@ -247,7 +257,7 @@ def _ensure_ray(address: str) -> None:
     common = {"include_dashboard": False, "log_to_driver": False}
     address = address or os.environ.get("RAY_ADDRESS", "")
     if not address:
-        recorded = read_ray_address()  # written by `ray start` (a head on this machine, e.g. `ray submit`'s)
+        recorded = recorded_ray_address()  # written by `ray start` (a head on this machine, e.g. `ray submit`'s)
         if recorded and _answers(recorded):
             print(f"novelty: joining the Ray cluster at {recorded} (started by `ray start` on this machine; "
                   "--ray-address local starts a new one instead)", flush=True)
