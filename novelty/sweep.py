@@ -26,7 +26,7 @@ from ray import tune
 from . import methods
 from .config import RunOptions, TrialConfig
 from .data import check_trainable, load_imageset
-from .errors import USER_ERRORS, Terminated
+from .errors import USER_ERRORS, ConfigError, Terminated
 from .grid import Sweep, SweepOptions, trial_labels, trial_resources
 from .results import check_writable, existing_keys, open_store
 from .trial import default_checkpoint, run_trial
@@ -287,6 +287,23 @@ def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str,
     return trials, fingerprints
 
 
+def _check_a_node_fits(sweep: Sweep, res) -> None:
+    """Refuse, before Tune schedules anything, a trial no node of the cluster can hold: Tune asks for
+    one bundle of `res.cpus` CPUs and `res.gpus` GPUs on one node and would wait for ever (a DDP
+    trial wider than a node: --ranks-per-trial 8 on 4-GPU nodes, 16 ranks on a 2-core machine).
+    An autoscaling cluster whose GPU nodes are not up yet (NOVELTY_GPU_CLUSTER=1) is not checked."""
+    if os.environ.get("NOVELTY_GPU_CLUSTER") == "1":
+        return
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= res.cpus and n.get("GPU", 0) >= res.gpus for n in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    raise ConfigError(f"sweep {sweep.name}: each trial needs {res.cpus:g} CPU(s) and {res.gpus:g} GPU(s) on one node "
+                      f"({res.ranks} rank(s)), but the largest node of this cluster has {largest.get('CPU', 0):g} "
+                      f"CPU(s) and {largest.get('GPU', 0):g} GPU(s): lower --ranks-per-trial or --cpus-per-trial "
+                      "(a DDP trial's ranks share one node)")
+
+
 def run_sweep(sweep: Sweep, opts: SweepOptions) -> SweepSummary:
     """Run every trial of `sweep` that has no row yet through Ray Tune."""
     trial_resources(sweep, have_gpu=True)  # a GPU request that cannot be right fails before Ray starts
@@ -307,6 +324,7 @@ def run_sweep(sweep: Sweep, opts: SweepOptions) -> SweepSummary:
     # an autoscaling cluster may have no GPU node up yet: NOVELTY_GPU_CLUSTER=1 says one will come
     have_gpu = ray.cluster_resources().get("GPU", 0) > 0 or os.environ.get("NOVELTY_GPU_CLUSTER") == "1"
     res = trial_resources(sweep, have_gpu)
+    _check_a_node_fits(sweep, res)
     print(f"sweep {sweep.name}: each trial reserves {res.cpus:g} CPU(s) and {res.gpus:g} GPU(s), "
           f"{res.ranks} rank(s) on {res.device}, {res.threads} thread(s) per rank", flush=True)
     run = opts.run_options(sweep, device=res.device, threads=res.threads)

@@ -187,6 +187,17 @@ def test_a_ddp_trial_gets_two_gpus_of_one_node(sim):
     assert row["ray_node_id"] in {w.node_id for w in workers}
 
 
+def test_a_ddp_trial_wider_than_a_node_is_refused_before_tune_schedules_it(sim):
+    """8 ranks on gpu.yaml's 4-GPU workers: refused in one line before Tune asks for the bundle."""
+    from novelty.errors import ConfigError
+
+    sweep = Sweep(name="too-wide", fixed={"dataset": "digits", "epochs": 1}, cpus_per_trial=8,
+                  gpus_per_trial=0.25, ranks_per_trial=8, max_failures=0)
+    gpus = node_types()[1]["resources"]["GPU"]
+    with pytest.raises(ConfigError, match=rf"needs 8 CPU\(s\) and 8 GPU\(s\) on one node .* {gpus} GPU\(s\)"):
+        run_sweep(sweep, SweepOptions(results=f"s3://{BUCKET}/too-wide", report=False))
+
+
 def test_retry_resumes_from_tune_checkpoint_on_s3(sim, tmp_path, flaky_method):
     uri = f"s3://{BUCKET}/flaky"
     summary = run_sweep(FLAKY, SweepOptions(results=uri, report=False))

@@ -192,6 +192,18 @@ def test_the_methods_for_natural_images_run_in_a_tune_sweep_as_in_a_plain_trial(
         assert rows.loc[cfg.variant, "auc"] == plain["auc"] and rows.loc[cfg.variant, "key"] == plain["key"]
 
 
+def test_a_trial_wider_than_any_node_is_refused_before_tune_schedules_it(tmp_path):
+    """16 DDP ranks a trial on this 2-CPU Ray: one line naming the fix, nothing scheduled (Tune
+    would wait for ever for a bundle no node can hold)."""
+    from novelty.errors import ConfigError
+
+    sweep = Sweep(name="wide", fixed={"dataset": "digits", "epochs": 1}, ranks_per_trial=16, max_failures=0)
+    with pytest.raises(ConfigError, match=r"needs 16 CPU\(s\) and 0 GPU\(s\) on one node \(16 rank\(s\)\), but "
+                                          r"the largest node of this cluster has 2 CPU\(s\) .* --ranks-per-trial"):
+        run_sweep(sweep, SweepOptions(results=str(tmp_path / "res"), report=False))
+    assert not list((tmp_path / "res").glob("rows/*.parquet")) and not (tmp_path / "res" / "_ray").exists()
+
+
 def test_trial_resources_follow_the_sweep_and_the_cluster():
     from novelty.config import ConfigError
     from novelty.grid import trial_resources
