@@ -179,17 +179,22 @@ def _views_section(both: pd.DataFrame, dist: pd.DataFrame, writer: "_Writer") ->
 
 
 def cpu_kinds_note(rows: pd.DataFrame) -> str:
-    """One line when a folder's rows come from more than one kind of CPU or thread count (or some
-    rows do not say): a rerun reproduces a row bit for bit only on the kind of CPU that made it."""
+    """One line when a folder's rows come from more than one device (a GPU's rows among CPU rows, two
+    kinds of GPU), kind of CPU or thread count (or some rows do not say): a rerun reproduces a row
+    bit for bit only on the kind of device that made it."""
     if "cpu_model" not in rows:
         return ""
     threads = rows["threads"].map(lambda t: "" if pd.isna(t) else f", {int(t)} thread(s)")
     kind = (rows["cpu_model"].astype(str) + " (" + rows["cpu_capability"].astype(str) + threads + ")")
-    counts = kind.where(rows["cpu_model"].notna(), "not recorded").value_counts()
+    kind = kind.where(rows["cpu_model"].notna(), "not recorded")
+    if "device_name" in rows:  # rows trained on a GPU are that GPU's, whatever CPU drove them
+        gpu = rows["device_name"].fillna("cpu").astype(str)
+        kind = kind.where(gpu == "cpu", "GPU " + gpu)
+    counts = kind.value_counts()
     if len(counts) < 2:
         return ""
-    return ("Rows from more than one kind of CPU or thread count (a rerun reproduces a row bit for bit only on "
-            "its own kind): " + "; ".join(f"{k}: {n} row(s)" for k, n in counts.items()) + ".")
+    return ("Rows from more than one device, kind of CPU or thread count (a rerun reproduces a row bit for bit "
+            "only on its own kind): " + "; ".join(f"{k}: {n} row(s)" for k, n in counts.items()) + ".")
 
 
 def write_report(uri: str, out_dir: str | None = None, plots: bool = True, score_rules: bool = False) -> Report:

@@ -275,3 +275,9 @@ def test_report_says_when_rows_come_from_more_than_one_kind_of_cpu():
     note = cpu_kinds_note(mixed)
     assert "AMD EPYC (AVX512, 1 thread(s)): 2 row(s)" in note and "Intel Xeon (AVX2, 2 thread(s)): 1 row(s)" in note
     assert "not recorded: 1 row(s)" in note
+    # a GPU's rows added to a folder of CPU rows (same host CPU, same threads) are named as such
+    on_gpu = pd.concat([one.assign(device_name="cpu"),
+                        one.assign(device_name=["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"])], ignore_index=True)
+    note = cpu_kinds_note(on_gpu)
+    assert "GPU NVIDIA H100 80GB HBM3: 2 row(s)" in note and "AMD EPYC (AVX512, 1 thread(s)): 2 row(s)" in note
+    assert cpu_kinds_note(one.assign(device_name="cpu")) == ""
