@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 import torch
 from ray import tune
@@ -169,8 +170,11 @@ def _run_tune_trial(cfg: TrialConfig, opts: RunOptions, ranks: int, local: Path 
             shutil.copy2(Path(d) / CKPT_NAME, ckpt)
 
     def on_epoch(metrics: dict, path: Path | None) -> None:
-        # the checkpoint goes to Tune only when no local one survives the process (remote results)
-        _report_epoch({**metrics, "key": key, "done": False}, None if local else path)
+        # the checkpoint goes to Tune only when no local one survives the process (remote results),
+        # and not after the last epoch: the row follows within the scoring's seconds, and a retry of
+        # a trial that fails in them trains its last epoch again (one epoch, not a ~33 MB upload a trial)
+        last = metrics.get("epoch") == cfg.epochs
+        _report_epoch({**metrics, "key": key, "done": False}, None if local or last else path)
 
     if ranks > 1:
         return _distributed_trial(cfg, opts, ckpt, ranks, on_epoch, data, where)
@@ -287,6 +291,18 @@ def plan(sweep: Sweep, opts: SweepOptions) -> tuple[list[TrialConfig], dict[str,
     return trials, fingerprints
 
 
+def _remove_tune_state(uri: str, storage: str, name: str) -> None:
+    """Delete this run's Tune folder (<results>/_ray/<run name>): locally, or in the bucket."""
+    if "://" not in uri:
+        shutil.rmtree(Path(storage) / "_ray" / name, ignore_errors=True)
+        return
+    fs, base = open_store(uri)
+    try:
+        fs.delete_dir(f"{base}/_ray/{name}")
+    except (OSError, pa.ArrowException) as exc:  # a bucket that refuses: the run's results stand
+        print(f"novelty: warning: Tune's state {uri}/_ray/{name} was left in place: {exc}", flush=True)
+
+
 def _check_a_node_fits(sweep: Sweep, res) -> None:
     """Refuse, before Tune schedules anything, a trial no node of the cluster can hold: Tune asks for
     one bundle of `res.cpus` CPUs and `res.gpus` GPUs on one node and would wait for ever (a DDP
@@ -359,8 +375,8 @@ def run_sweep(sweep: Sweep, opts: SweepOptions) -> SweepSummary:
     failed = [(r.config or {}).get("trial", r.path) for r in grid if r.error is not None]
     now_done = existing_keys(uri)
     missing = [t.run_name(fingerprints[t.dataset]) for t in pending if t.key(fingerprints[t.dataset]) not in now_done]
-    if not failed and not missing and "://" not in uri:
-        shutil.rmtree(Path(storage) / "_ray" / name, ignore_errors=True)  # finished: Tune's state is not needed
+    if not failed and not missing:  # finished: Tune's state (and any checkpoint it kept) is not needed
+        _remove_tune_state(uri, storage, name)
     print(f"sweep {sweep.name}: ran {len(pending) - len(missing)} of {len(pending)}; "
           f"{len(missing)} without a row" + (f": {', '.join(missing)}" if missing else ""), flush=True)
     return SweepSummary(len(trials), len(trials) - len(pending), len(pending) - len(missing), missing)
