@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from novelty import methods
 from novelty.config import TrialConfig
 from novelty.results import read_rows
 
@@ -20,7 +21,11 @@ FOLDERS = sorted(p.parent for p in RESULTS.glob("*/rows")
 
 
 def _config(row: dict) -> TrialConfig:
-    kinds = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
+    """The row's trial: TrialConfig's fields and its method's own hyper-parameters, by name."""
+    kinds = {f.name: f.type for f in dataclasses.fields(TrialConfig) if f.name != "params"}
+    spec = methods.spec_for(row["variant"])
+    if spec.params is not None:
+        kinds.update({f.name: f.type for f in dataclasses.fields(spec.params)})
     casts = {"int": int, "float": float, "str": str, "bool": bool}
     values = {}
     for name, kind in kinds.items():
@@ -28,7 +33,7 @@ def _config(row: dict) -> TrialConfig:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # a field added after the row was written: its default is the value it ran with
         values[name] = casts[kind](value)
-    return TrialConfig(**values)
+    return TrialConfig.from_flat(values)
 
 
 def test_there_are_committed_results():
