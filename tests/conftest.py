@@ -42,7 +42,7 @@ DDP_PINNED = {"nz": 100, "score_lambda": 0.9, "noise_std": 0.1, "stop": "last"}
 # --no-loadscope-reorder: each file goes whole to a worker, in this order, so no long file is
 # left to run alone at the end while the other worker idles.
 LONGEST_FIRST = ("test_sweep.py", "test_cluster_sim.py", "test_slurm.py", "test_reliability.py",
-                 "test_sweep_kill.py", "test_quality.py", "test_trial.py")
+                 "test_selfsup.py", "test_sweep_kill.py", "test_quality.py", "test_trial.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(items):
