@@ -28,7 +28,7 @@ SWEEP = Sweep(
     # in results/cifar10-mnist-defaults
     fixed={"dataset": "cifar10", **PRESETS["cifar10"]},
     cpus_per_trial=2,
-    gpus_per_trial=0.25,  # four trials share one GPU; each needs well under 2 GB
+    gpus_per_trial=0.25,  # four trials share one GPU (their GPU memory not yet measured: make gpu-check)
 )
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def test_config_is_valid_and_installs_the_package(name):
     assert config["file_mounts"]["~/novelty-src"] == "."
     assert "~/novelty" not in config["file_mounts"]
     assert "pip install -q ~/novelty-src" in _setup_text(config)
+    # the committed result sets (~340 MB) and local runs are not copied to every node
+    assert {"results", "runs", ".venv"} <= set(yaml.safe_load((CLUSTER / name).read_text())["rsync_exclude"])
     # Results: one shared place, set once.
     assert _setup_text(config).count("NOVELTY_RESULTS=") == 1
     # The dashboard listens on the head's localhost only (reach it with `ray dashboard`).
