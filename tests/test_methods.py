@@ -141,3 +141,17 @@ def test_score_rules_re_mix_only_the_methods_the_score_rule_drives(tmp_path):
     # beyond the paper (score_norm ink) in a row of their own
     assert set(choices["variant"]) == {"full", "full [beyond paper]"}
     assert choices["chosen"].str.contains("score_lambda=").all()
+
+
+def test_vae_ranks_draw_their_own_part_of_the_global_batch_noise(monkeypatch):
+    """Under DDP each rank draws the whole global batch's reparameterisation noise from the shared
+    generator and keeps its own rows, so 2 ranks use the noise 1 process would: rank 0 the first
+    half, rank 1 the second (before, both drew the same half-sized noise)."""
+    method = spec_for("vae").load()(TrialConfig(variant="vae", nz=8), 1, torch.device("cpu"))
+    whole = method.eps(10, 1.0, torch.Generator().manual_seed(3))  # one process, a batch of 10
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setattr("novelty.methods.autoencoders.world", lambda rank=rank: (rank, 2))
+        parts.append(method.eps(5, 0.5, torch.Generator().manual_seed(3)))
+    assert whole.shape == (10, 8) and torch.equal(torch.cat(parts), whole)
+    assert not torch.equal(parts[0], parts[1])

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..config import TrialConfig
-from ..distributed import sync_grads
+from ..distributed import sync_grads, world
 from ..losses import loss_con
 from ..models import Decoder, Encoder, Generator
 from .base import Method, init_weights, scoring
@@ -31,13 +31,10 @@ class VAENet(nn.Module):
         self.encoder = Encoder(nc, 2 * nz, use_cam=False)  # (B, 2nz): mu, log sigma^2
         self.decoder = Decoder(nc, nz, use_cam=False)
 
-    def forward(self, x: torch.Tensor, gen: torch.Generator | None = None):
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None):
+        """eps (B, nz): the reparameterisation's noise in training (z = mu + eps * sigma); z = mu without."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, nz) each
-        if self.training:
-            eps = torch.randn(mu.shape, generator=gen).to(mu.device)
-            z = mu + eps * (0.5 * logvar).exp()
-        else:
-            z = mu
+        z = mu + eps.to(mu.device) * (0.5 * logvar).exp() if eps is not None else mu
         return self.decoder(z), mu, logvar
 
 
@@ -62,7 +59,8 @@ class _AutoEncoder(Method):
     def build(self, channels: int, nz: int) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator, weight: float) -> torch.Tensor:
+        """The batch's loss; `weight` = this rank's share of the global batch (1 in one process)."""
         raise NotImplementedError
 
     def per_image(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +73,7 @@ class _AutoEncoder(Method):
         return {"opt": self.opt}
 
     def step(self, x: torch.Tensor, noise: torch.Tensor, weight: float, gen: torch.Generator) -> torch.Tensor:
-        loss = self.loss(x, noise, gen)
+        loss = self.loss(x, noise, gen, weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         sync_grads(self.net, weight)
@@ -95,7 +93,7 @@ class DAE(_AutoEncoder):
     def build(self, channels: int, nz: int) -> nn.Module:
         return Generator(channels, nz, use_cam=False)
 
-    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator, weight: float) -> torch.Tensor:
         x_hat, _ = self.net(x + noise)  # (b, C, 32, 32)
         return loss_con(x, x_hat)
 
@@ -110,9 +108,17 @@ class VAE(_AutoEncoder):
     def build(self, channels: int, nz: int) -> nn.Module:
         return VAENet(channels, nz)
 
-    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        x_hat, mu, logvar = self.net(x, gen)  # noise unused: the VAE samples its own
+    def loss(self, x: torch.Tensor, noise: torch.Tensor, gen: torch.Generator, weight: float) -> torch.Tensor:
+        x_hat, mu, logvar = self.net(x, self.eps(len(x), weight, gen))  # no input noise: the VAE samples its own
         return vae_neg_elbo(x, x_hat, mu, logvar).mean()
+
+    def eps(self, b: int, weight: float, gen: torch.Generator) -> torch.Tensor:
+        """This rank's rows of the global batch's reparameterisation noise (global_b, nz), split
+        as the loop splits the batch: every rank draws the whole of it from the shared generator and
+        keeps its own part, so W ranks use the noise one process would (not W copies of one part)."""
+        rank, n_ranks = world()
+        global_b = round(b / weight)
+        return torch.randn((global_b, self.net.nz), generator=gen).tensor_split(n_ranks)[rank]
 
     def per_image(self, x: torch.Tensor) -> torch.Tensor:
         x_hat, mu, logvar = self.net(x)
