@@ -8,7 +8,7 @@ On the device (default `cuda`) it measures
                the AUC and wall time of each and the AUC difference between them (0 when the GPU
                path is deterministic);
   selfsup      one CIFAR-10 trial of each method beyond the paper (transforms, deepsvdd) at its sweep
-               preset (novelty.grid.SELFSUP_FIXED): AUC, wall, training seconds;
+               preset (novelty.sweep.grid.SELFSUP_FIXED): AUC, wall, training seconds;
   train_step   images/s of the full method's training step at batch 64 and at batch 512;
   packed       trials per minute with 4 trials on the device at once: through Ray Tune at
                gpus_per_trial 0.25 where Ray is installed (on CUDA), else 4 worker processes (as a
@@ -76,7 +76,7 @@ def preset_trial(normal_class: int = 0, variant: str = "full"):
 
 def one_trial(job: tuple) -> dict:
     """Run one trial; what the check keeps of its row (a top-level function: worker processes call it)."""
-    from novelty.trial import run_trial
+    from novelty.trial.run import run_trial
 
     cfg, opts = job
     t0 = time.perf_counter()
@@ -100,10 +100,10 @@ def trial_twice(data_root: str, cache: str, work: Path, device: str) -> dict:
 
 def selfsup(data_root: str, cache: str, work: Path, device: str, tiny: bool) -> dict:
     """One CIFAR-10 trial (class 0, seed 0) of each method beyond the paper at its sweep preset
-    (novelty.grid.SELFSUP_FIXED; --tiny: 1 epoch): its AUC, wall and training seconds on the device,
+    (novelty.sweep.grid.SELFSUP_FIXED; --tiny: 1 epoch): its AUC, wall and training seconds on the device,
     beside a CPU trial's (docs/selfsup.md)."""
     from novelty.config import RunOptions, TrialConfig
-    from novelty.grid import SELFSUP_FIXED
+    from novelty.sweep.grid import SELFSUP_FIXED
 
     out = {}
     for variant, preset in SELFSUP_FIXED.items():
@@ -117,11 +117,11 @@ def selfsup(data_root: str, cache: str, work: Path, device: str, tiny: bool) -> 
 
 
 def train_step(device_name: str, batch_sizes: tuple[int, ...], steps: int, warmup: int) -> dict:
-    """images/s of the full method's training step (novelty.loop.train_epoch) on random images."""
+    """images/s of the full method's training step (novelty.trial.loop.train_epoch) on random images."""
     import torch
 
-    from novelty.distributed import make_deterministic, pick_device
-    from novelty.loop import Run, train_epoch
+    from novelty.trial.distributed import make_deterministic, pick_device
+    from novelty.trial.loop import Run, train_epoch
     from novelty.methods import spec_for
 
     device = pick_device(device_name)
@@ -164,9 +164,9 @@ def packed(data_root: str, cache: str, work: Path, device: str, at_once: int, cl
     if how == "tune":
         import ray
 
-        from novelty.grid import Sweep, SweepOptions
-        from novelty.results import read_rows
-        from novelty.sweep import run_sweep
+        from novelty.sweep.grid import Sweep, SweepOptions
+        from novelty.store.results import read_rows
+        from novelty.sweep.driver import run_sweep
 
         sweep = Sweep(name="gpu_check", grid={"normal_class": range(classes), "variant": VARIANTS},
                       fixed={"dataset": "cifar10", "seed": 0, **PRESETS["cifar10"]}, cpus_per_trial=cpus,
@@ -193,7 +193,7 @@ def packed(data_root: str, cache: str, work: Path, device: str, at_once: int, cl
 
 
 def projection(pack: dict) -> dict:
-    from novelty.grid import load_sweep
+    from novelty.sweep.grid import load_sweep
 
     if "error" in pack:
         raise RuntimeError("no packed rate to project from: the packed step failed")

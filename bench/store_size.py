@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from novelty.compact import compact_folder
-from novelty.results import read_rows, read_scores
-from novelty.selection import rescore
+from novelty.store.compact import compact_folder
+from novelty.store.results import read_rows, read_scores
+from novelty.report.selection import rescore
 
 
 def folder_bytes(folder: Path, sub: str) -> int:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.trials} such trials: {args.trials * total_b / 1e6:.1f} MB before, {args.trials * total_a / 1e6:.1f} MB "
               f"after (rows alone {args.trials * after['rows'] / 1e6:.1f} MB)")
         if args.report:
-            from novelty.report import write_report
+            from novelty.report.write import write_report
 
             for folder in (old, new):
                 with contextlib.redirect_stdout(io.StringIO()):  # the report prints its tables

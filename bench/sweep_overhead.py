@@ -3,10 +3,10 @@
     .venv/bin/python bench/sweep_overhead.py --trials 8 --epochs 3 --concurrency 2
 
 The same N small trials (digits, variant full, normal classes 0..N-1) run
-  (a) in a plain loop, one after another, through novelty.trial.run_trial with
+  (a) in a plain loop, one after another, through novelty.trial.run.run_trial with
       `threads = cpus per trial` (1), each one timed: the ideal wall time of running them
       `concurrency` at a time is sum(trial times) / concurrency;
-  (b) through novelty.sweep.run_sweep (Ray Tune, `concurrency` trials of 1 CPU at once
+  (b) through novelty.sweep.driver.run_sweep (Ray Tune, `concurrency` trials of 1 CPU at once
       on a local Ray started here with num_cpus = concurrency).
 It prints the driver's wall time over that ideal, with and without ray.init (the Ray
 start-up). Optionally (--pool) (c): the plain trials run `concurrency` at a time by a
@@ -28,10 +28,10 @@ import time
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local Ray: no token needed
 
 from novelty.config import RunOptions, TrialConfig  # noqa: E402
-from novelty.data import load_imageset  # noqa: E402
-from novelty.grid import Sweep, SweepOptions  # noqa: E402
-from novelty.results import read_rows  # noqa: E402
-from novelty.trial import run_trial  # noqa: E402
+from novelty.data.load import load_imageset  # noqa: E402
+from novelty.sweep.grid import Sweep, SweepOptions  # noqa: E402
+from novelty.store.results import read_rows  # noqa: E402
+from novelty.trial.run import run_trial  # noqa: E402
 
 
 def make_sweep(args: argparse.Namespace) -> Sweep:
@@ -64,7 +64,7 @@ def pool_run(trials: list[TrialConfig], cache: str, workers: int) -> float:
 
 
 def driver_run(sweep: Sweep, cache: str) -> tuple[float, list[float]]:
-    from novelty.sweep import run_sweep  # imported (and timed) with ray.init in main
+    from novelty.sweep.driver import run_sweep  # imported (and timed) with ray.init in main
 
     with tempfile.TemporaryDirectory() as out:
         opts = SweepOptions(results=out, cache_dir=cache, report=False)
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     plain_trial(trials[0], tempfile.mkdtemp(), cache)  # warm imports and allocator; not timed
 
-    t0 = time.perf_counter()  # Ray start-up: importing Ray Tune (novelty.sweep) and ray.init
-    import novelty.sweep
+    t0 = time.perf_counter()  # Ray start-up: importing Ray Tune (novelty.sweep.driver) and ray.init
+    import novelty.sweep.driver
 
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False,
              object_store_memory=100 * 1024**2)
     t_init = time.perf_counter() - t0
-    print(f"driver code: {novelty.sweep.__file__}", flush=True)
+    print(f"driver code: {novelty.sweep.driver.__file__}", flush=True)
 
     rounds = []
     for r in range(args.repeats):

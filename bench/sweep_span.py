@@ -15,7 +15,7 @@ import argparse
 
 import pandas as pd
 
-from novelty.results import read_rows
+from novelty.store.results import read_rows
 
 
 def span_ratio(rows: pd.DataFrame, lanes: int) -> dict:

@@ -1,5 +1,5 @@
 """Benchmark: images/s and FLOP/s of one training step (D step + G step of
-novelty.loop.train_epoch), against this machine's own fp32 matmul FLOP/s.
+novelty.trial.loop.train_epoch), against this machine's own fp32 matmul FLOP/s.
 
     .venv/bin/python bench/train_step.py --threads 2 --steps 10 --repeats 3
 
@@ -24,8 +24,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from novelty.config import TrialConfig
-from novelty.distributed import make_deterministic, pick_device
-from novelty.loop import Run, train_epoch
+from novelty.trial.distributed import make_deterministic, pick_device
+from novelty.trial.loop import Run, train_epoch
 from novelty.methods import spec_for
 
 

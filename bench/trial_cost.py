@@ -5,14 +5,14 @@
 For each case (a 1-epoch CIFAR-10 trial at the `cifar10` preset, class 0 seed 0 `full`; a
 digits trial at the defaults, class 0 seed 0 `full`; with --cases, `transforms` or `deepsvdd` on
 CIFAR-10 at their sweep presets) a fresh Python process (1 torch thread)
-imports the package, runs the trial through `novelty.trial.run_trial` ("alone": a cold
+imports the package, runs the trial through `novelty.trial.run.run_trial` ("alone": a cold
 process, the dataset cache on disk warm), then runs a second trial of the same dataset
 (class 1) in the same process ("in a sweep": Ray Tune reuses its trial actors, so a sweep's
 trials after the first find the package imported and whatever the process kept; this
 second trial stands in for them). Each phase is timed by wrapping the function run_trial
 calls for it (exclusive times; nested phases are subtracted from their parents):
 
-    import           import novelty.trial and the method's module
+    import           import novelty.trial.run and the method's module
     list files       the reader's file listing and the cache's validity check
     data             the rest of loading the dataset (reading the cache file)
     fingerprint      hashing the decoded dataset (the trial key's data part)
@@ -102,17 +102,17 @@ class Timer:
 
 def timed_trial(cfg, opts) -> tuple[dict, dict]:
     """Run one trial under the phase timers; returns ({phase: [wall s, CPU s]}, its row)."""
-    import novelty.data as data
-    import novelty.loop as loop
-    import novelty.readers as readers
-    import novelty.trial as trial
+    import novelty.data.load as data
+    import novelty.trial.loop as loop
+    import novelty.data.readers as readers
+    import novelty.trial.run as trial
     from novelty import methods
 
     timer = Timer()
     timer.wrap(trial, "prepare_data", "data")
     if hasattr(readers, "READERS"):  # code before the dataset registry
         timer.wrap(readers.READERS, cfg.dataset, "list files", item=True)
-    timer.wrap(readers, f"read_{cfg.dataset}", "list files")  # looked up by novelty.datasets at each call
+    timer.wrap(readers, f"read_{cfg.dataset}", "list files")  # looked up by novelty.data.datasets at each call
     for name in ("_fingerprint", "source_stamp"):  # the cache's validity check (old, new)
         timer.wrap(data, name, "list files")
     timer.wrap(data, "fingerprint", "fingerprint")
@@ -143,10 +143,10 @@ def throughput(cfg, opts, n_images: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from novelty.data import load_imageset, one_class_split
-    from novelty.loop import Run, train_epoch
+    from novelty.data.load import load_imageset, one_class_split
+    from novelty.trial.loop import Run, train_epoch
     from novelty.methods import spec_for
-    from novelty.preprocess import apply_preprocess
+    from novelty.data.preprocess import apply_preprocess
 
     ds = load_imageset(cfg.dataset, opts.data_root, opts.cache_dir)
     split = apply_preprocess(one_class_split(ds, cfg.dataset, cfg.normal_class, cfg.seed, cfg.val_fraction),
@@ -192,9 +192,9 @@ def child(case: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     from novelty import methods
     from novelty.config import PRESETS, RunOptions, TrialConfig
-    import novelty.trial  # noqa: F401
+    import novelty.trial.run  # noqa: F401
 
-    from novelty.grid import SELFSUP_FIXED
+    from novelty.sweep.grid import SELFSUP_FIXED
 
     dataset, _, variant = case.partition("-")  # "cifar10-transforms": the method at its sweep preset
     variant = variant or "full"
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=os.environ.get("NOVELTY_CACHE", os.path.expanduser("~/.cache/novelty")))
     p.add_argument("--cases", default="cifar10,digits",
                    help="comma-separated: cifar10, digits (the paper's method), cifar10-transforms, cifar10-deepsvdd "
-                        "(the methods beyond it, at their sweep presets: novelty.grid.SELFSUP_FIXED)")
+                        "(the methods beyond it, at their sweep presets: novelty.sweep.grid.SELFSUP_FIXED)")
     p.add_argument("--throughput-images", type=int, default=2048, help="test images timed for scoring (0: skip)")
     p.add_argument("--json", default="", help="also write the results here")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """`novelty` command line: train one trial, run a sweep, report a results folder.
 
-Every option comes from the frozen dataclasses in `novelty.config` and `novelty.grid`,
+Every option comes from the frozen dataclasses in `novelty.config` and `novelty.sweep.grid`,
 so `novelty <command> --help` is the documentation. Every command names its results
 folder --results. Every image becomes C×32×32 (3×32×32 for colour datasets: ImageFolder,
 CIFAR-10, COIL-100; 1×32×32 for MNIST, Fashion-MNIST and digits): the networks are built
@@ -12,8 +12,8 @@ import argparse
 import sys
 
 from . import __version__, git_commit
-from .config import (PRESETS, DeprecatedAlias, RunOptions, TrialConfig, add_dataclass_args, add_method_args,
-                     from_namespace, trial_fields)
+from .arguments import DeprecatedAlias, add_dataclass_args, add_method_args, from_namespace
+from .config import PRESETS, RunOptions, TrialConfig, trial_fields
 from .errors import exit_codes_help, run_user_command
 
 
@@ -41,7 +41,7 @@ def _normal_class(ns: argparse.Namespace, opts: RunOptions) -> dict:
         return {}
     if text.lstrip("-").isdigit():
         return {"normal_class": int(text)}
-    from .data import class_index, load_imageset
+    from .data.load import class_index, load_imageset
 
     data = load_imageset(getattr(ns, "dataset", "digits"), opts.data_root, opts.cache_dir, opts.download)
     return {"normal_class": class_index(data, text)}
@@ -54,8 +54,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     cfg = TrialConfig.from_flat({**given, **_normal_class(ns, opts)})  # a bad value ends here, before torch loads
     import torch.distributed as dist
 
-    from .distributed import init_from_env
-    from .trial import run_trial
+    from .trial.distributed import init_from_env
+    from .trial.run import run_trial
 
     started = init_from_env(opts.device)
     try:
@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(train, RunOptions)
     train.add_argument("--out", dest="results", action=DeprecatedAlias, new="--results")
     train.set_defaults(func=cmd_train)
-    from .compact import add_subcommand as add_compact
-    from .launch import add_subcommands
+    from .store.compact import add_subcommand as add_compact
+    from .sweep.launch import add_subcommands
 
     add_subcommands(sub)
     add_compact(sub)

@@ -135,7 +135,7 @@ def fake_imagefolder(tmp_path) -> Path:
 
 def digits_fingerprint() -> str:
     """The fingerprint of the embedded digits data: part of every digits trial's key."""
-    from novelty.data import load_imageset
+    from novelty.data.load import load_imageset
 
     return load_imageset("digits").fingerprint
 

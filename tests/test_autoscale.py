@@ -22,9 +22,9 @@ import pytest
 import ray
 import yaml
 
-from novelty.grid import Sweep, SweepOptions
-from novelty.results import read_rows
-from novelty.sweep import run_sweep
+from novelty.sweep.grid import Sweep, SweepOptions
+from novelty.store.results import read_rows
+from novelty.sweep.driver import run_sweep
 
 from conftest import REPO, restore_env
 

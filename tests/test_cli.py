@@ -14,8 +14,8 @@ import pytest
 
 from novelty import __version__
 from novelty.errors import EXIT_CODES
-from novelty.grid import Sweep, SweepOptions
-from novelty.results import read_rows, read_scores
+from novelty.sweep.grid import Sweep, SweepOptions
+from novelty.store.results import read_rows, read_scores
 
 from conftest import run_cli, warm_cli_server
 
@@ -133,7 +133,7 @@ def test_array_task_refuses_what_it_would_ignore(args):
 
 def test_classes_by_name(tmp_path, fake_imagefolder):
     """--classes takes ImageFolder class folder names (and numbers) in sweeps, as --normal-class does in train."""
-    from novelty.data import load_imageset
+    from novelty.data.load import load_imageset
 
     cache = tmp_path / "c"
     names = load_imageset("imagefolder", str(fake_imagefolder), str(cache)).class_names
@@ -142,7 +142,7 @@ def test_classes_by_name(tmp_path, fake_imagefolder):
     assert [t.normal_class for t in sweep.trials(opts)] == [names.index("dark"), 0]
 
     file = tmp_path / "named.py"
-    file.write_text("from novelty.grid import Sweep\n"
+    file.write_text("from novelty.sweep.grid import Sweep\n"
                     "SWEEP = Sweep(name='named', grid={'normal_class': [0, 1], 'seed': [0]},"
                     " fixed={'dataset': 'imagefolder'})\n")
     common = ["--data-root", fake_imagefolder, "--cache-dir", cache]

@@ -75,7 +75,7 @@ def test_local_config_lists_its_machines():
 
 def test_results_default_comes_from_novelty_results(monkeypatch):
     """The YAMLs' setup_commands export NOVELTY_RESULTS: the one place results go."""
-    from novelty.grid import Sweep, SweepOptions
+    from novelty.sweep.grid import Sweep, SweepOptions
 
     sweep = Sweep(name="x")
     monkeypatch.delenv("NOVELTY_RESULTS", raising=False)
@@ -108,8 +108,8 @@ def test_documented_submit_commands_parse(monkeypatch, tmp_path):
     the trials unexpanded, for each node to expand to its own home (tests/test_cluster_sim.py)."""
     from ray.scripts.scripts import submit
 
-    from novelty.grid import SweepOptions, load_sweep
-    from novelty.launch import sweep_parser
+    from novelty.sweep.grid import SweepOptions, load_sweep
+    from novelty.sweep.launch import sweep_parser
 
     lines = _submit_lines()
     assert ("ablation.py", "ray submit cluster/gpu.yaml sweeps/ablation.py -- --data-root '~/data' --download") in lines

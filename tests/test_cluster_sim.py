@@ -28,13 +28,13 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from novelty.config import RunOptions
-from novelty.data import load_imageset
-from novelty.grid import Sweep, SweepOptions, load_sweep
-from novelty.launch import sweep_parser
-from novelty.report import write_report
-from novelty.results import open_store, read_rows, read_scores
-from novelty.sweep import run_sweep
-from novelty.trial import run_trial
+from novelty.data.load import load_imageset
+from novelty.sweep.grid import Sweep, SweepOptions, load_sweep
+from novelty.sweep.launch import sweep_parser
+from novelty.report.write import write_report
+from novelty.store.results import open_store, read_rows, read_scores
+from novelty.sweep.driver import run_sweep
+from novelty.trial.run import run_trial
 
 from conftest import REPO, restore_env, digits_fingerprint
 

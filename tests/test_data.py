@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import novelty.data
+import novelty.data.load
 from conftest import REPO, SHARED_DATA, write_idx
-from novelty.data import _LOADED, DataError, fingerprint, load_imageset, one_class_split
-from novelty.readers import read_idx
-from novelty.results import read_rows
+from novelty.data.load import _LOADED, DataError, fingerprint, load_imageset, one_class_split
+from novelty.data.formats import read_idx
+from novelty.store.results import read_rows
 
 
 def test_digits_protocol(tmp_path):
@@ -36,13 +36,13 @@ def test_digits_read_as_sklearn_reads_them_without_importing_it():
     every trial process): the same images and labels as `load_digits`, so the same fingerprint."""
     from sklearn.datasets import load_digits
 
-    from novelty.readers import _decode_digits
+    from novelty.data.readers import _decode_digits
 
     d, ds = load_digits(), _decode_digits()
     assert torch.equal(torch.cat([ds.train_y, ds.test_y]).sort().values, torch.from_numpy(d.target).long().sort().values)
     # rows written when sklearn decoded it (before this reader) carry this fingerprint in their key
     assert fingerprint(ds) == "9b91b47df4a73fce"
-    code = ("import sys; from novelty.data import load_imageset; load_imageset('digits'); "
+    code = ("import sys; from novelty.data.load import load_imageset; load_imageset('digits'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
@@ -144,7 +144,7 @@ def test_the_fingerprint_is_cached_with_the_data(fake_imagefolder, tmp_path, mon
     def no_hashing(ds):
         raise AssertionError("fingerprint recomputed from a valid cache")
 
-    monkeypatch.setattr(novelty.data, "fingerprint", no_hashing)
+    monkeypatch.setattr(novelty.data.load, "fingerprint", no_hashing)
     second = load_imageset("imagefolder", str(fake_imagefolder), cache)
     assert second.fingerprint == first.fingerprint and torch.equal(second.test_x, first.test_x)
 

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from novelty.checkpoints import load_checkpoint, save_checkpoint
-from novelty.distributed import backend_for, make_deterministic, rank_device
+from novelty.trial.checkpoints import load_checkpoint, save_checkpoint
+from novelty.trial.distributed import backend_for, make_deterministic, rank_device
 
 
 def test_deterministic_turns_tf32_off():
@@ -25,7 +25,7 @@ def test_gpu_backend_also_serves_cpu_tensors():
 
 def test_each_rank_uses_its_node_local_gpu(monkeypatch):
     """Global rank 5 of 8 on its node's second GPU: cuda:LOCAL_RANK, not cuda:5 % n."""
-    monkeypatch.setattr("novelty.distributed.world", lambda: (5, 8))
+    monkeypatch.setattr("novelty.trial.distributed.world", lambda: (5, 8))
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert rank_device(torch.device("cuda")) == torch.device("cuda", 1)
     assert rank_device(torch.device("cpu")) == torch.device("cpu")
@@ -65,7 +65,7 @@ def _record_cuda_binding(monkeypatch) -> list:
 def test_a_torchrun_rank_binds_its_node_local_gpu_before_joining(monkeypatch):
     """Rank 5 of 8, second GPU of its node: cuda:1 is made current before NCCL starts (else NCCL
     puts every rank of the node on GPU 0); a CPU group binds nothing."""
-    from novelty.distributed import init_from_env
+    from novelty.trial.distributed import init_from_env
 
     calls = _record_cuda_binding(monkeypatch)
     monkeypatch.setenv("WORLD_SIZE", "8")
@@ -77,7 +77,7 @@ def test_a_torchrun_rank_binds_its_node_local_gpu_before_joining(monkeypatch):
 
 
 def test_a_rank_the_sweep_starts_binds_its_gpu_before_joining(monkeypatch):
-    from novelty.distributed import rank_main
+    from novelty.trial.distributed import rank_main
 
     calls = _record_cuda_binding(monkeypatch)
     for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE"):
@@ -89,7 +89,7 @@ def test_a_rank_the_sweep_starts_binds_its_gpu_before_joining(monkeypatch):
 def test_the_suite_trains_on_the_cpu_even_where_a_gpu_is():
     """conftest hides GPUs, so trials at --device auto and the sweep tests (CPU) compare alike;
     GPUs are checked by bench/gpu_check.py."""
-    from novelty.distributed import pick_device
+    from novelty.trial.distributed import pick_device
 
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == "" and not torch.cuda.is_available()
     assert pick_device("auto") == torch.device("cpu")

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from novelty import readers
-from novelty.data import load_imageset
+from novelty.data import formats
+from novelty.data.load import load_imageset
 from novelty.errors import DataError
-from novelty.grid import load_sweep
-from novelty.launch import main
+from novelty.sweep.grid import load_sweep
+from novelty.sweep.launch import main
 
 from conftest import REPO
 
@@ -58,7 +58,7 @@ def test_a_download_that_stalls_times_out(tmp_path, monkeypatch):
         server.bind(("127.0.0.1", 0))
         server.listen(4)  # connections complete in the kernel's backlog; nothing ever reads them
         _point_cifar_at(monkeypatch, server.getsockname()[1])
-        monkeypatch.setattr(readers, "DOWNLOAD_TIMEOUT", 1.0)
+        monkeypatch.setattr(formats, "DOWNLOAD_TIMEOUT", 1.0)
         t0 = time.monotonic()
         with pytest.raises(DataError, match="timed out"):
             load_imageset("cifar10", str(tmp_path / "data"), cache_dir="", download=True)
@@ -77,7 +77,7 @@ def test_trials_starting_together_on_a_node_download_once(tmp_path):
 
     def trial():
         start.wait()
-        readers.download_once(root, "x", fetch, done=lambda: (root / "files").exists())
+        formats.download_once(root, "x", fetch, done=lambda: (root / "files").exists())
 
     threads = [threading.Thread(target=trial) for _ in range(3)]
     for t in threads:

@@ -1,11 +1,11 @@
-"""novelty.effects: the ablation's effects with bootstrap CIs and the minimum detectable difference."""
+"""novelty.report.effects: the ablation's effects with bootstrap CIs and the minimum detectable difference."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from novelty.effects import bootstrap_ci, effects_by_seeds, effects_table, min_detectable, paper_claim, seeds_needed
+from novelty.report.effects import bootstrap_ci, effects_by_seeds, effects_table, min_detectable, paper_claim, seeds_needed
 
 
 def _pairs(diffs: np.ndarray) -> pd.DataFrame:

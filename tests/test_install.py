@@ -22,7 +22,7 @@ def test_wheel_installs_and_runs_a_trial(tmp_path):
     inside = set(zipfile.ZipFile(wheel).namelist())
     source = {str(f.relative_to(REPO)) for f in (REPO / "novelty").rglob("*.py")}
     assert source <= inside, f"missing from the wheel: {sorted(source - inside)}"
-    assert "novelty/paper_tables.csv" in inside
+    assert "novelty/report/paper_tables.csv" in inside
 
     target = tmp_path / "site"  # a fresh place on sys.path, ahead of the editable install
     p = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),

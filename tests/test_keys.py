@@ -11,7 +11,7 @@ import pytest
 
 from novelty import methods
 from novelty.config import TrialConfig
-from novelty.results import read_rows
+from novelty.store.results import read_rows
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # written before a key covered its data (its README says so): its keys cannot be recomputed

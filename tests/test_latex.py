@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from novelty.config import TrialConfig
-from novelty.render import class_table_latex
-from novelty.report import write_report
-from novelty.results import write_trial
-from novelty.tables import wide_cells
+from novelty.report.render import class_table_latex
+from novelty.report.write import write_report
+from novelty.store.results import write_trial
+from novelty.report.tables import wide_cells
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = r"""\documentclass{article}

@@ -15,11 +15,11 @@ from sklearn.metrics import roc_auc_score
 
 from novelty.cli import main
 from novelty.config import ConfigError, RunOptions, TrialConfig
-from novelty.data import load_imageset, one_class_split
+from novelty.data.load import load_imageset, one_class_split
 from novelty.methods import MethodSpec, register, spec_for, unregister, variant_names
-from novelty.report import write_report
-from novelty.results import read_rows, read_scores
-from novelty.trial import run_trial, trace_columns
+from novelty.report.write import write_report
+from novelty.store.results import read_rows, read_scores
+from novelty.trial.run import run_trial, trace_columns
 
 from conftest import Killed, die_after, toy_class
 
@@ -68,7 +68,7 @@ def test_dae_resumes_from_a_checkpoint_to_the_same_auc(tmp_path):
 def test_report_imports_no_torch(tmp_path):
     out = tmp_path / "res"
     run_trial(TrialConfig(variant="ocsvm", normal_class=2), RunOptions(results=str(out), progress=False))
-    code = ("import sys; import novelty.report; assert 'torch' not in sys.modules, 'import'; "
+    code = ("import sys; import novelty.report.write; assert 'torch' not in sys.modules, 'import'; "
             "from novelty.cli import main; rc = main(['report', '--results', sys.argv[1], '--no-plots']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'novelty report'")
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
@@ -77,7 +77,7 @@ def test_report_imports_no_torch(tmp_path):
 
 def test_every_built_in_dataset_has_a_reader():
     from novelty.config import DATASETS
-    from novelty.datasets import dataset_spec
+    from novelty.data.datasets import dataset_spec
 
     assert DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "coil100")
     for name in DATASETS:
@@ -85,7 +85,7 @@ def test_every_built_in_dataset_has_a_reader():
 
 
 def test_rows_carry_every_registered_column(tmp_path, toy_method):
-    from novelty.trial import row_columns
+    from novelty.trial.run import row_columns
 
     row = run_trial(TrialConfig(variant="kde", normal_class=0), RunOptions(results=str(tmp_path), progress=False))
     for spec in (spec_for("full"), spec_for("dae"), spec_for("kde"), toy_method):

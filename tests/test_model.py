@@ -6,9 +6,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from novelty.losses import loss_con, loss_fea, loss_inf
-from novelty.models import CAM, Decoder, Discriminator, Encoder, Generator, weights_init
-from novelty.scoring import auc, eq7, minmax
+from novelty.methods.losses import loss_con, loss_fea, loss_inf
+from novelty.methods.networks import CAM, Decoder, Discriminator, Encoder, Generator, weights_init
+from novelty.methods.scoring import auc, eq7, minmax
 
 
 @pytest.mark.parametrize("nc", [1, 3])
@@ -83,7 +83,7 @@ def test_minmax_spans_unit_interval():
 
 
 def test_auc_matches_sklearn_bit_for_bit():
-    """novelty.scoring.auc is sklearn's roc_auc_score in numpy: the same float64, ties, float32
+    """novelty.methods.scoring.auc is sklearn's roc_auc_score in numpy: the same float64, ties, float32
     scores, tiny and uneven sets included (committed AUCs must not move by one bit)."""
     rng = np.random.default_rng(1)
     for i in range(400):

@@ -70,8 +70,8 @@ shift = "novelty_shift:SPEC"
 packages = ["novelty_shift"]
 '''
 SWEEP_FILE = '''
-from novelty.grid import Sweep
-from novelty.launch import main
+from novelty.sweep.grid import Sweep
+from novelty.sweep.launch import main
 
 SWEEP = Sweep(
     name="plugin",
@@ -124,8 +124,8 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_an_installed_package_adds_a_method_with_its_own_knob(installed, tmp_path):
-    from novelty.data import load_imageset, one_class_split
-    from novelty.results import read_rows
+    from novelty.data.load import load_imageset, one_class_split
+    from novelty.store.results import read_rows
 
     (tmp_path / "plugin_sweep.py").write_text(SWEEP_FILE)
     env = {**os.environ, "PYTHONPATH": str(installed), "RAY_AUTH_MODE": "disabled"}

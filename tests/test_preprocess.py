@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from novelty.config import ConfigError, TrialConfig
-from novelty.data import ImageSet, one_class_split
-from novelty.preprocess import GCN_CHUNK, MAD_FLOOR, apply_preprocess, gcn, gcn_constants
+from novelty.data.load import ImageSet, one_class_split
+from novelty.data.preprocess import GCN_CHUNK, MAD_FLOOR, apply_preprocess, gcn, gcn_constants
 
 
 def _imageset(seed: int = 0) -> ImageSet:

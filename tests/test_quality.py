@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from novelty.config import RunOptions, TrialConfig
-from novelty.results import read_rows, read_scores, read_trace
-from novelty.selection import loco_select, oracle_per_class, oracle_table, paper_views, rescore
-from novelty.trial import run_trial
+from novelty.store.results import read_rows, read_scores, read_trace
+from novelty.report.selection import loco_select, oracle_per_class, oracle_table, paper_views, rescore
+from novelty.trial.run import run_trial
 
 from conftest import image_tree
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from novelty.results import read_rows
+from novelty.store.results import read_rows
 
 from conftest import image_tree, run_cli
 
@@ -48,8 +48,8 @@ def test_key_covers_the_data(tmp_path):
     """Two trees under the same dataset name, class, seed and variant are two trials: two rows,
     and the second never resumes from the first one's checkpoint."""
     from novelty.config import RunOptions, TrialConfig
-    from novelty.data import load_imageset
-    from novelty.trial import run_trial
+    from novelty.data.load import load_imageset
+    from novelty.trial.run import run_trial
 
     from conftest import Killed, die_after
 
@@ -191,7 +191,7 @@ def test_report_on_a_truncated_parquet(tmp_path):
 
 def test_sweep_file_with_unknown_field(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from novelty.grid import Sweep\nfrom novelty.launch import main\n"
+    bad.write_text("from novelty.sweep.grid import Sweep\nfrom novelty.sweep.launch import main\n"
                    "SWEEP = Sweep(name='bad', grid={'normal_clas': [0]}, fixed={'dataset': 'digits'})\n"
                    "raise SystemExit(main(SWEEP))\n")
     p = subprocess.run([sys.executable, str(bad)], capture_output=True, text=True, timeout=120)
@@ -231,7 +231,7 @@ def test_unusable_results_uri(tmp_path):
 def test_sweep_whose_trials_fail_exits_nonzero_without_retries(tmp_path):
     """A trial that diverges would diverge again: it is not retried, the sweep lists it and exits 1."""
     bad = tmp_path / "diverge.py"
-    bad.write_text("from novelty.grid import Sweep\nfrom novelty.launch import main\n"
+    bad.write_text("from novelty.sweep.grid import Sweep\nfrom novelty.sweep.launch import main\n"
                    "SWEEP = Sweep(name='diverge', grid={'normal_class': [0]},\n"
                    "              fixed={'dataset': 'digits', 'epochs': 1, 'lr': 1e30}, max_failures=2)\n"
                    "raise SystemExit(main(SWEEP))\n")

@@ -1,4 +1,4 @@
-"""novelty.report / novelty.plots on synthetic result rows (no training)."""
+"""novelty.report.write / novelty.report.plots on synthetic result rows (no training)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,11 +12,11 @@ from sklearn.metrics import roc_curve
 
 from novelty.cli import main
 from novelty.config import TrialConfig
-from novelty.plots import roc_points
-from novelty.effects import wilcoxon_p
-from novelty.report import write_report
-from novelty.tables import class_mean_table, paired_differences, summary_table, wide_tables
-from novelty.results import ResultsError, read_rows, read_scores, write_trial
+from novelty.report.plots import roc_points
+from novelty.report.effects import wilcoxon_p
+from novelty.report.write import write_report
+from novelty.report.tables import class_mean_table, paired_differences, summary_table, wide_tables
+from novelty.store.results import ResultsError, read_rows, read_scores, write_trial
 
 CLASSES, SEEDS, VARIANTS = (0, 1, 2), (0, 1, 2, 3), ("base", "entropy", "full")
 
@@ -265,7 +265,7 @@ def test_a_method_is_labelled_by_its_own_varying_knobs(tmp_path: Path) -> None:
 
 
 def test_report_says_when_rows_come_from_more_than_one_kind_of_cpu():
-    from novelty.report import cpu_kinds_note
+    from novelty.report.write import cpu_kinds_note
 
     one = pd.DataFrame({"cpu_model": ["AMD EPYC"] * 2, "cpu_capability": ["AVX512"] * 2, "threads": [1, 1]})
     assert cpu_kinds_note(one) == ""

@@ -15,11 +15,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from novelty.config import ConfigError, RunOptions, TrialConfig
-from novelty.data import load_imageset, one_class_split
+from novelty.data.load import load_imageset, one_class_split
 from novelty.methods.deepsvdd import CENTRE_EPS, DeepSVDD
 from novelty.methods.transforms import Transforms, apply_all, fit_dirichlet, shifted, transform_set
-from novelty.results import read_rows, read_scores
-from novelty.trial import run_trial
+from novelty.store.results import read_rows, read_scores
+from novelty.trial.run import run_trial
 
 from conftest import Killed, die_after, run_cli
 
@@ -186,8 +186,8 @@ def test_two_rank_gloo_run_of_the_new_methods(tmp_path, variant):
 def test_score_rules_re_score_transforms_by_each_stored_component(tmp_path):
     """`novelty report --score-rules`: a transforms trial is a candidate under each of its stored
     components (tf_score), with that component's AUC; leave-one-class-out chooses among them."""
-    from novelty.report import write_report
-    from novelty.selection import rescore_components
+    from novelty.report.write import write_report
+    from novelty.report.selection import rescore_components
 
     out = tmp_path / "res"
     for k in (0, 1, 2):

@@ -18,9 +18,9 @@ import pytest
 
 from novelty.cli import main as novelty_main
 from novelty.config import RunOptions, TrialConfig
-from novelty.grid import SweepOptions, load_sweep
-from novelty.results import read_rows
-from novelty.trial import run_trial
+from novelty.sweep.grid import SweepOptions, load_sweep
+from novelty.store.results import read_rows
+from novelty.trial.run import run_trial
 
 from conftest import DDP_PINNED, as_flags, digits_fingerprint
 

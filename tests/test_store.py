@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from novelty.compact import compact_folder
-from novelty.results import read_rows, read_scores, write_trial
-from novelty.scorefiles import compact, expand, is_compact
-from novelty.scoring import minmax, mix
-from novelty.selection import rescore
+from novelty.store.compact import compact_folder
+from novelty.store.results import read_rows, read_scores, write_trial
+from novelty.store.scorefiles import compact, expand, is_compact
+from novelty.methods.scoring import minmax, mix
+from novelty.report.selection import rescore
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 COMMITTED = RESULTS / "cifar10"  # CIFAR-10 trials at several score rules, committed in format 1
@@ -45,7 +45,7 @@ def _format1(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _eq7_by_hand(part: pd.Series, row: dict) -> float:
-    """The paper's eq. 7 for one image, written out here (not with novelty.scoring): each component
+    """The paper's eq. 7 for one image, written out here (not with novelty.methods.scoring): each component
     scaled as score_norm says (val: by its validation mean and std; ink: over the image's ink,
     floored at 1e-3), then lambda * L_con + (1 - lambda) * L_fea."""
     con, fea, lam = float(part["c_con"]), float(part["c_fea"]), row["score_lambda"]

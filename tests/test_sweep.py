@@ -2,7 +2,7 @@
 skip-by-key, retries that resume, and a DDP trial (2 gloo ranks on CPU) that gives the 1-rank
 result reproducibly.
 
-The trial's global batch is split across ranks (novelty.loop, novelty.distributed), so two ranks
+The trial's global batch is split across ranks (novelty.trial.loop, novelty.trial.distributed), so two ranks
 end close to one rank with the same `batch_size` (not equal: BatchNorm sees half batches; the
 tolerance was measured), and two runs of the same 2-rank trial agree exactly (CPU is deterministic).
 """
@@ -14,12 +14,12 @@ import pytest
 import ray
 
 from novelty.config import RunOptions, TrialConfig
-from novelty.grid import Sweep, SweepOptions
-from novelty.tables import summary_table
-from novelty.results import delete_trial, existing_keys, read_rows
-from novelty.grid import trial_labels
-from novelty.sweep import run_sweep
-from novelty.trial import run_trial
+from novelty.sweep.grid import Sweep, SweepOptions
+from novelty.report.tables import summary_table
+from novelty.store.results import delete_trial, existing_keys, read_rows
+from novelty.sweep.grid import trial_labels
+from novelty.sweep.driver import run_sweep
+from novelty.trial.run import run_trial
 
 from conftest import DDP_PINNED, digits_fingerprint
 
@@ -139,7 +139,7 @@ def test_trial_labels_are_short_unique_and_map_back():
 def test_baselines_through_tune_beside_the_papers_rows(fake_mnist, tmp_path):
     """ocsvm / kde / dae / vae as grid values of a Ray Tune sweep: one valid row each, and the
     report puts each one directly above the paper's row for the same method."""
-    from novelty.report import write_report
+    from novelty.report.write import write_report
 
     sweep = Sweep(name="baselines", grid={"variant": ["ocsvm", "kde", "dae", "vae"], "normal_class": [1]},
                   fixed={"dataset": "mnist", "epochs": 1, "batch_size": 8, "nz": 8}, max_failures=0)
@@ -162,7 +162,7 @@ def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path, toy_method):
     """The toy method (tests/conftest.py), registered in this process and nowhere else, runs as a
     grid value of a Ray Tune sweep (the driver ships it to the workers by value: they cannot import
     a test's module) and lands in the report. A sweep of built-in methods ships nothing."""
-    from novelty.report import write_report
+    from novelty.report.write import write_report
 
     sweep = Sweep(name="toy", grid={"variant": ["toy"], "normal_class": [0, 1]}, fixed={"dataset": "digits"},
                   max_failures=0)
@@ -171,7 +171,7 @@ def test_a_method_from_a_test_file_runs_in_a_tune_sweep(tmp_path, toy_method):
     rows = read_rows(str(tmp_path / "res"))
     assert list(rows["method"]) == ["toy", "toy"] and rows["auc"].between(0, 1).all()
     assert "ours: toy" in write_report(str(tmp_path / "res"), plots=False).tables["digits"].index
-    from novelty.sweep import _plugins
+    from novelty.sweep.driver import _plugins
 
     assert _plugins(TINY.trials()) == ()
 
@@ -206,7 +206,7 @@ def test_a_trial_wider_than_any_node_is_refused_before_tune_schedules_it(tmp_pat
 
 def test_trial_resources_follow_the_sweep_and_the_cluster():
     from novelty.config import ConfigError
-    from novelty.grid import trial_resources
+    from novelty.sweep.grid import trial_resources
 
     def res(have_gpu, **kw):
         r = trial_resources(Sweep(name="r", **kw), have_gpu)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from novelty.config import ConfigError
-from novelty.grid import Sweep, SweepOptions, load_sweep
+from novelty.sweep.grid import Sweep, SweepOptions, load_sweep
 
 SWEEP_FILES = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.py"))
 

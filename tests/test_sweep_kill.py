@@ -9,12 +9,12 @@ import time
 import psutil
 import pytest
 
-from novelty.tables import summary_table
-from novelty.results import read_rows
+from novelty.report.tables import summary_table
+from novelty.store.results import read_rows
 
 SWEEP_FILE = '''
-from novelty.grid import Sweep
-from novelty.launch import main
+from novelty.sweep.grid import Sweep
+from novelty.sweep.launch import main
 
 SWEEP = Sweep(
     name="killme",
@@ -75,8 +75,8 @@ def whole(sweep_file):
     a second driver and Ray of its own to start."""
     import torch
 
-    from novelty.grid import SweepOptions, load_sweep, trial_resources
-    from novelty.trial import run_trial
+    from novelty.sweep.grid import SweepOptions, load_sweep, trial_resources
+    from novelty.trial.run import run_trial
 
     results = sweep_file.parent / "whole"
     sweep = load_sweep(str(sweep_file))

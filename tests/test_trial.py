@@ -8,11 +8,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from novelty.config import RunOptions, TrialConfig
-from novelty.data import load_imageset, one_class_split
-from novelty.results import read_rows, read_scores
-from novelty.loop import fit
+from novelty.data.load import load_imageset, one_class_split
+from novelty.store.results import read_rows, read_scores
+from novelty.trial.loop import fit
 from novelty.methods.tian2020 import Tian2020
-from novelty.trial import run_trial
+from novelty.trial.run import run_trial
 
 from conftest import DDP_PINNED, Killed, as_flags, die_after, digits_fingerprint, run_cli
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from novelty.cli import build_parser
-from novelty.config import RunOptions, from_namespace
-from novelty.grid import Sweep, SweepOptions, load_sweep
+from novelty.arguments import from_namespace
+from novelty.config import RunOptions
+from novelty.sweep.grid import Sweep, SweepOptions, load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRELOAD = ("torch", "torch._dynamo", "pandas", "pyarrow.parquet", "novelty.cli", "novelty.trial")
+PRELOAD = ("torch", "torch._dynamo", "pandas", "pyarrow.parquet", "novelty.cli", "novelty.trial.run")
 # read by the interpreter or by a preloaded library as it starts, never again
 STARTUP_PREFIXES = ("PYTHON", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "CUDA_", "TORCH", "LD_", "MALLOC_")
 

@@ -5,7 +5,7 @@ sweeps and the report consult it without importing a network.
 A method is one module holding one `Method` subclass (`novelty.methods.base`): it builds
 its state from a TrialConfig, takes one optimisation step (or one fit, for a pixel method),
 returns per-image score components and gives its state dict; the one training loop
-(`novelty.loop`) does the rest. Adding a method is that module plus one `register(...)`:
+(`novelty.trial.loop`) does the rest. Adding a method is that module plus one `register(...)`:
 here for the built-in ones, or anywhere (a test file, a user's package) for others:
 
     @dataclass(frozen=True)

@@ -16,10 +16,9 @@ import torch
 import torch.nn as nn
 
 from ..config import TrialConfig
-from ..distributed import sync_grads, world
-from ..losses import loss_con
-from ..models import Decoder, Encoder, Generator
-from .base import Method, init_weights, scoring
+from .losses import loss_con
+from .networks import Decoder, Encoder, Generator
+from .base import Method, init_weights, scoring, sync_grads, world
 
 
 class VAENet(nn.Module):

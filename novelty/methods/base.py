@@ -1,4 +1,4 @@
-"""The interface every method implements, and what the training loop (`novelty.loop`)
+"""The interface every method implements, and what the training loop (`novelty.trial.loop`)
 calls on it. A trained method (`trained = True`) takes optimisation steps on batches the
 loop draws; a pixel method (`trained = False`) fits once, as its one "epoch".
 
@@ -17,10 +17,28 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from ..config import TrialConfig
-from ..models import weights_init
+from .networks import weights_init
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def sync_grads(module: torch.nn.Module, weight: float) -> None:
+    """Sum of weight * grad over ranks = the gradient of the global-batch mean loss."""
+    if world()[1] == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_(weight)
+            dist.all_reduce(p.grad)
 
 
 @contextlib.contextmanager
@@ -79,7 +97,7 @@ class Method:
     def step(self, x: torch.Tensor, noise: torch.Tensor, weight: float, gen: torch.Generator) -> torch.Tensor:
         """One optimiser step on this rank's images `x` (b, C, 32, 32) with the input noise drawn
         for them; `weight` = this rank's share of the global batch (gradients are summed with it
-        across ranks, `novelty.distributed.sync_grads`). Returns the losses (`loss_names`) as a
+        across ranks, `novelty.trial.distributed.sync_grads`). Returns the losses (`loss_names`) as a
         1-D tensor."""
         raise NotImplementedError
 

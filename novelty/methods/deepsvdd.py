@@ -26,8 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ConfigError, TrialConfig
-from ..distributed import sync_grads
-from .base import Method, scoring
+from .base import Method, scoring, sync_grads
 from .params import DeepSVDDParams  # noqa: F401 (its spec's params)
 
 CENTRE_EPS = 0.1  # |c_j| below this is pushed to ±eps: a zero feature would be trivially matched

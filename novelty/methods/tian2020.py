@@ -13,11 +13,10 @@ import torch
 import torch.nn as nn
 
 from ..config import TrialConfig
-from ..distributed import sync_grads
-from ..losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
-from ..models import Discriminator, Generator
-from ..scoring import eq7, mix
-from .base import Method, init_weights, scoring
+from .losses import loss_adv, loss_con, loss_d, loss_fea, loss_inf
+from .networks import Discriminator, Generator
+from .scoring import eq7, mix
+from .base import Method, init_weights, scoring, sync_grads
 
 D_COLLAPSE = 1e-5  # re-initialise D when its loss falls below this (GANomaly)
 

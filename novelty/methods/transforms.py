@@ -39,9 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import TrialConfig
-from ..distributed import sync_grads
-from ..models import _layout
-from .base import Method, scoring
+from .networks import _layout
+from .base import Method, scoring, sync_grads
 from .params import TransformsParams  # noqa: F401 (its spec's params)
 
 # ---------------------------------------------------------------- the transformations

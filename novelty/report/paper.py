@@ -13,7 +13,7 @@ import pandas as pd
 
 @functools.lru_cache(maxsize=1)
 def _published() -> pd.DataFrame:
-    with resources.files("novelty").joinpath("paper_tables.csv").open("r") as fh:
+    with resources.files("novelty.report").joinpath("paper_tables.csv").open("r") as fh:
         return pd.read_csv(fh, dtype={"normal_class": str})
 
 

@@ -16,7 +16,7 @@ import dataclasses
 
 import torch
 
-from .data import Split
+from .load import Split
 
 MAD_FLOOR = 1e-8  # a flat image has no contrast to normalise: its deviation is floored, not divided by 0
 GCN_CHUNK = 256  # images normalised at a time: their float64 copy stays in cache (each image's own row: same values)

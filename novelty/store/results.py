@@ -9,7 +9,7 @@ file://, s3://, gs://):
                            component of every registered method (c_con, c_fea, c_lat, c_ink for
                            the paper's method, c_score for a baseline; NaN where another's) for
                            every test image, as `read_scores` returns them; stored without what
-                           derives from the rest and the row (`novelty.scorefiles`)
+                           derives from the rest and the row (`novelty.store.scorefiles`)
     trace/<key>.parquet    optional (--trace): one row per epoch, validation figures and ORACLE test AUCs
 
 Each is written to a hidden temporary name and moved into place, trace and scores before
@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import methods
-from .config import LATER_FIELDS, first_line
-from .errors import ResultsError
+from .. import methods
+from ..config import LATER_FIELDS, first_line
+from ..errors import ResultsError
 from .scorefiles import compact, expand, is_compact, write_options
 
 ROWS, SCORES, TRACE = "rows", "scores", "trace"

@@ -11,14 +11,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from ..config import ConfigError
+from ..methods.base import world  # the rank and world size (beside the methods, whose steps sum gradients over ranks)
 
 
 def pick_device(name: str) -> torch.device:
@@ -62,16 +56,6 @@ def make_deterministic(device: torch.device) -> None:
     # torch.use_deterministic_algorithms(True, ...) would also import torch._inductor (~2 s in
     # every fresh sweep worker) to set torch.compile's flag; nothing here is compiled.
     torch._C._set_deterministic_algorithms(True, warn_only=device.type != "cpu")
-
-
-def sync_grads(module: torch.nn.Module, weight: float) -> None:
-    """Sum of weight * grad over ranks = the gradient of the global-batch mean loss."""
-    if world()[1] == 1:
-        return
-    for p in module.parameters():
-        if p.grad is not None:
-            p.grad.mul_(weight)
-            dist.all_reduce(p.grad)
 
 
 def sync_buffers(module: torch.nn.Module) -> None:

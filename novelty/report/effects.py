@@ -120,7 +120,7 @@ def effects_table(labelled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each (dataset, config) and each comparison both of whose variants ran: the effect,
     its bootstrap CI, Wilcoxon p, the minimum detectable difference and the paper's claim;
     and, long form, each class's difference (mean, std, n over seeds). `labelled`: rows with
-    `config` (`novelty.report.label_rows`)."""
+    `config` (`novelty.report.write.label_rows`)."""
     records, classes = [], []
     for (dataset, config), part in labelled.groupby(["dataset", "config"], sort=False):
         present = set(part["variant"])

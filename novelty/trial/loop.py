@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .config import RunOptions, TrialConfig
-from .data import Split
+from ..config import RunOptions, TrialConfig
+from ..data.load import Split
 from .distributed import barrier, global_mean, make_deterministic, sync_buffers, world
-from .errors import DataError, TrainingDiverged
-from .methods.base import Method
-from .scoring import auc
+from ..errors import DataError, TrainingDiverged
+from ..methods.base import Method
+from ..methods.scoring import auc
 
 EpochCallback = Callable[[dict, Path | None], None]
 REFCODE_BATCH = 64  # the GANomaly family's test batch size

@@ -1,5 +1,5 @@
 """`novelty compact --results DIR`: rewrite a results folder's rows and score files written before
-the compact format (`novelty.scorefiles`, `novelty.results.row_table`) in it, in place.
+the compact format (`novelty.store.scorefiles`, `novelty.store.results.row_table`) in it, in place.
 
 Each file is rewritten only after the new one is read back equal, value for value and
 dtype for dtype, to the old one (scores: the frame `read_scores` returns, derived columns
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .config import add_results_arg, results_folder
+from ..arguments import add_results_arg, results_folder
 from .results import (ROW_META, ROWS, SCORES, _list, _write_atomic, is_local, open_store, read_table,
                       row_table)
 from .scorefiles import compact, expand, is_compact

@@ -1,4 +1,4 @@
-"""The losses of Tian et al. eq. 1-4 and 6 (the score of eq. 7-8 is in `novelty.scoring`)."""
+"""The losses of Tian et al. eq. 1-4 and 6 (the score of eq. 7-8 is in `novelty.methods.scoring`)."""
 from __future__ import annotations
 
 import torch

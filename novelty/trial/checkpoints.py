@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .config import first_line
-from .errors import CheckpointError
+from ..config import first_line
+from ..errors import CheckpointError
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

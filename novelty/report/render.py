@@ -82,7 +82,7 @@ with superscript n's, set in \\footnotesize)."""
 
 
 def class_table_latex(cells: pd.DataFrame, caption: str) -> str:
-    """A per-class table (`novelty.tables.wide_cells`: rows labels, columns classes + mean, values
+    """A per-class table (`novelty.report.tables.wide_cells`: rows labels, columns classes + mean, values
     Cell or None) as a LaTeX table that fits a landscape page with 1 cm margins, up to 10
     classes + the mean per tabular (tests/test_latex.py compiles the worst cases). The cell is
     the compact "0.715±.035"; n, the number of seeds, goes in the caption when every cell of

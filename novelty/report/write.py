@@ -1,5 +1,5 @@
-"""`novelty report`: read a results folder, build the tables (`novelty.tables`, the
-ablation's effects in `novelty.effects`), render them (`novelty.render`) and write them
+"""`novelty report`: read a results folder, build the tables (`novelty.report.tables`, the
+ablation's effects in `novelty.report.effects`), render them (`novelty.report.render`) and write them
 (Markdown, CSV, LaTeX, PNG) under `<results>/tables` or any pyarrow.fs URI. Imports no torch.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .effects import BOOT, effects_by_seeds, effects_table
-from . import methods
+from .. import methods
 from .render import (ablation_display, class_table_latex, effects_by_seeds_display, effects_display, to_latex,
                      to_markdown)
-from .results import ResultsError, open_store, read_rows, read_scores
+from ..store.results import ResultsError, open_store, read_rows, read_scores
 from .tables import (_cell, class_mean_table, label_rows, paired_differences, paper_marks, paper_table,
                      summary_table, wide_cells, wide_tables)
 
@@ -26,7 +26,7 @@ NOTES = (
     "Rows labelled 'paper' are the published AUCs of Tian et al. (MMAsia '20), tables 1-4; "
     "their mean is the paper's, over all of its classes, whichever classes were run here. "
     "Rows labelled 'published' are other papers' one-class AUCs on the same protocol, from scratch "
-    "(the label cites them; novelty/paper_tables.csv, table 0)."
+    "(the label cites them; novelty/report/paper_tables.csv, table 0)."
 )
 ABLATION_NOTES = (
     "a − b over the (class, seed) pairs both variants have, within one dataset and configuration; "
@@ -100,7 +100,7 @@ def _fmt_frame(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
 
 def quality_sections(uri: str, rows: pd.DataFrame, writer: "_Writer", score_rules: bool) -> list[str]:
     """Honest vs oracle (from the traces) and leave-one-class-out choices, as Markdown + CSV."""
-    from .results import read_trace
+    from ..store.results import read_trace
     from .selection import (RULE, loco_select, oracle_per_class, oracle_table, paper_views, rescore,
                             rescore_components)
 

@@ -1,7 +1,7 @@
 """PNG plots of a results folder: per-class AUC bars and per-class ROC curves.
 
 Figures are built with matplotlib's object API and the Agg canvas (no pyplot, no
-global backend switch), and returned as PNG bytes for `novelty.report` to write.
+global backend switch), and returned as PNG bytes for `novelty.report.write` to write.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from sklearn.metrics import roc_curve
 
-from .results import ResultsError
+from ..store.results import ResultsError
 
 def roc_points(scores: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
     """ROC curve (fpr, tpr) of one trial's per-image scores (label 1 = outlier)."""
@@ -43,7 +43,7 @@ def class_bars_png(summary: pd.DataFrame, dataset: str, paper: pd.DataFrame | No
     the paper's AUC for that bar as a black marker, on a y-range fitted to the values (so a
     difference of 0.01 shows), not from 0.
 
-    `summary` is `novelty.report.summary_table` (rows of other datasets are ignored); `paper`:
+    `summary` is `novelty.report.write.summary_table` (rows of other datasets are ignored); `paper`:
     columns label (ours), normal_class, auc: the paper's value for our label's bars."""
     part = summary[summary["dataset"] == dataset]
     paper = paper if paper is not None else pd.DataFrame(columns=["label", "normal_class", "auc"])
@@ -82,7 +82,7 @@ def class_bars_png(summary: pd.DataFrame, dataset: str, paper: pd.DataFrame | No
 def roc_png(trials: pd.DataFrame, scores: pd.DataFrame, dataset: str) -> bytes:
     """One ROC panel per normal class, one curve per label, from the trials given.
 
-    `trials` are labelled rows (`novelty.report.label_rows`), one per (label, class):
+    `trials` are labelled rows (`novelty.report.write.label_rows`), one per (label, class):
     the report passes each one's first (lowest) seed. `scores` holds their per-image scores."""
     part = trials[trials["dataset"] == dataset]
     classes = sorted(part["normal_class"].unique())[:MAX_ROC_CLASSES]
@@ -116,7 +116,7 @@ def forest_png(effects: pd.DataFrame, per_class: pd.DataFrame, title: str) -> by
     over seeds ± a bootstrap 95% CI over seeds) and one for the mean over classes (± the
     class-and-seed bootstrap CI), zero and the paper's claimed difference marked.
 
-    `effects` and `per_class` are `novelty.effects.effects_table`'s, for one dataset and config."""
+    `effects` and `per_class` are `novelty.report.effects.effects_table`'s, for one dataset and config."""
     comparisons = list(effects["comparison"])
     classes = sorted(per_class["normal_class"].unique())
     fig = Figure(figsize=(3.2 * max(len(comparisons), 1), 0.35 * (len(classes) + 2) + 1.2))

@@ -19,7 +19,7 @@ out, so the frame read back is the frame the trial wrote, bit for bit:
   ~3 bytes per float32 value (its low mantissa bytes do not compress).
 
 Deriving raw_score needs the trial's row (its score rule and validation statistics):
-`novelty.results.read_scores` reads it. A scores file whose row is missing (the writer died
+`novelty.store.results.read_scores` reads it. A scores file whose row is missing (the writer died
 between the two: the trial reruns) reads with raw_score and score NaN.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .scoring import minmax, mix
+from ..methods.scoring import minmax, mix
 
 META = b"novelty.scores"
 FORMAT = 2

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import methods
-from .config import plain_fields
+from .. import methods
+from ..config import plain_fields
 from .effects import wilcoxon_p
 from .paper import published
-from .methods import VARIANTS
+from ..methods import VARIANTS
 
 FIXED_FIELDS = ("dataset", "normal_class", "seed", "variant")
 

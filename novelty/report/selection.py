@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import BEYOND_PAPER_NORMS, SCORE_NORMS
-from .scoring import auc, mix
+from ..config import BEYOND_PAPER_NORMS, SCORE_NORMS
+from ..methods.scoring import auc, mix
 
 SCORE_LAMBDAS = (0.0, 0.5, 0.9, 1.0)
 RULE = ("leave-one-class-out: for each class c, among the configurations of one (dataset, variant), "

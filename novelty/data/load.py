@@ -1,6 +1,6 @@
 """Datasets as cached uint8 tensors, and the one-class splits of docs/design.md §2.
 
-Every dataset is decoded once by its reader (`novelty.readers`) into `images` (N, C, 32, 32)
+Every dataset is decoded once by its reader (`novelty.data.readers`) into `images` (N, C, 32, 32)
 uint8 and `labels` (N,) int64 for its train and test parts, then cached under `cache_dir`
 with its fingerprint, keyed by the source files' paths, sizes and mtimes (`source_stamp`),
 so the next trial on it starts in well under a second: one stat per source file, the
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .datasets import dataset_names, dataset_spec
-from .readers import ImageSet
+from .imageset import ImageSet
 
 
 @dataclass(frozen=True)

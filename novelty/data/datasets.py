@@ -2,7 +2,7 @@
 and whether it needs a data root. Torch-free, so configuration and the CLI consult it without
 importing a reader. `novelty.config.DATASETS` is derived from it.
 
-Adding a dataset is a reader (`novelty.readers`: its files, and a decoder to uint8 tensors)
+Adding a dataset is a reader (`novelty.data.readers`: its files, and a decoder to uint8 tensors)
 and one `register_dataset(DatasetSpec(...))`, here for the built-in ones.
 """
 from __future__ import annotations
@@ -57,11 +57,11 @@ def dataset_names() -> tuple[str, ...]:
 
 
 for _spec in (
-    DatasetSpec("digits", "novelty.readers:read_digits", needs_root=False),  # scikit-learn's bundled 8x8 digits
-    DatasetSpec("mnist", "novelty.readers:read_mnist"),  # torchvision's raw layout
-    DatasetSpec("fashion_mnist", "novelty.readers:read_fashion_mnist"),
-    DatasetSpec("cifar10", "novelty.readers:read_cifar10"),  # cifar-10-batches-py, or an ImageFolder tree
-    DatasetSpec("imagefolder", "novelty.readers:read_imagefolder"),  # <root>/{train,test}/<class>/*
-    DatasetSpec("coil100", "novelty.readers:read_coil100", protocol="holdout"),
+    DatasetSpec("digits", "novelty.data.readers:read_digits", needs_root=False),  # scikit-learn's bundled 8x8 digits
+    DatasetSpec("mnist", "novelty.data.readers:read_mnist"),  # torchvision's raw layout
+    DatasetSpec("fashion_mnist", "novelty.data.readers:read_fashion_mnist"),
+    DatasetSpec("cifar10", "novelty.data.readers:read_cifar10"),  # cifar-10-batches-py, or an ImageFolder tree
+    DatasetSpec("imagefolder", "novelty.data.readers:read_imagefolder"),  # <root>/{train,test}/<class>/*
+    DatasetSpec("coil100", "novelty.data.readers:read_coil100", protocol="holdout"),
 ):
     register_dataset(_spec)

@@ -14,16 +14,16 @@ from typing import Iterator
 import pandas as pd
 import torch
 
-from . import __version__, methods
-from . import git_commit as _git_commit
-from .config import ConfigError, RunOptions, TrialConfig
-from .data import ImageSet, check_trainable, load_imageset, one_class_split
+from .. import __version__, methods
+from .. import git_commit as _git_commit
+from ..config import ConfigError, RunOptions, TrialConfig
+from ..data.load import ImageSet, check_trainable, load_imageset, one_class_split
 from .distributed import pick_device, rank_device, world
-from .errors import DataError
+from ..errors import DataError
 from .loop import EpochCallback, fit, stats_of
-from .preprocess import apply_preprocess
-from .results import check_writable, is_local, open_store, write_trial
-from .scoring import scores_of
+from ..data.preprocess import apply_preprocess
+from ..store.results import check_writable, is_local, open_store, write_trial
+from ..methods.scoring import scores_of
 
 
 def cpu_model() -> str:
@@ -122,7 +122,7 @@ def prepare_data(cfg: TrialConfig, opts: RunOptions, expect_data: str = "") -> t
     return data, cfg.key(data.fingerprint)
 
 
-# Where a trial ran, as the Ray sweep driver tells it (novelty.sweep.placement); empty outside Ray.
+# Where a trial ran, as the Ray sweep driver tells it (novelty.sweep.driver.placement); empty outside Ray.
 PLACEMENT_COLUMNS = ("ray_node_id", "node_ip", "gpu_ids", "device_note")
 
 
