@@ -113,12 +113,19 @@ class DeepSVDD(Method):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_ae": self.opt_ae, "opt": self.opt}
 
-    @torch.no_grad()
+    def dist(self, x: torch.Tensor) -> torch.Tensor:
+        """‖φ(x) − c‖² per image: (b,)."""
+        return (self.encoder(x) - self.c).pow(2).sum(1)
+
+    def recon_error(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's per-image sum of squared errors: (b,)."""
+        return (self.decoder(self.encoder(x)) - x).pow(2).flatten(1).sum(1)
+
     def distances(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """‖φ(x) − c‖² per image, eval mode: (N,)."""
         self.encoder.eval()
         with scoring():
-            out = [(self.encoder(chunk.to(self.device)) - self.c).pow(2).sum(1).cpu() for chunk in x.split(batch)]
+            out = [self.dist(chunk.to(self.device)).cpu() for chunk in x.split(batch)]
         return torch.cat(out) if out else torch.zeros(0)
 
     def prepare(self, train: torch.Tensor) -> None:
@@ -131,14 +138,14 @@ class DeepSVDD(Method):
         c = (total / len(train)).float()
         c[(c.abs() < CENTRE_EPS) & (c < 0)] = -CENTRE_EPS
         c[(c.abs() < CENTRE_EPS) & (c >= 0)] = CENTRE_EPS
-        self.c = c.clone()
+        self.c = c
 
     def step(self, x: torch.Tensor, noise: torch.Tensor, weight: float, gen: torch.Generator) -> torch.Tensor:
         if self.pretraining:  # the autoencoder: per-image sum of squared errors, batch mean
-            loss = (self.decoder(self.encoder(x)) - x).pow(2).flatten(1).sum(1).mean()
+            loss = self.recon_error(x).mean()
             opt, nets = self.opt_ae, (self.encoder, self.decoder)
         else:
-            dist = (self.encoder(x) - self.c).pow(2).sum(1)  # (b,)
+            dist = self.dist(x)  # (b,)
             if self.p.svdd_objective == "soft-boundary":
                 loss = self.radius ** 2 + (dist - self.radius ** 2).clamp_min(0).mean() / self.p.svdd_nu
             else:
@@ -164,8 +171,7 @@ class DeepSVDD(Method):
             self.encoder.train(train_mode)
             self.decoder.train(train_mode)
             with scoring():
-                out = [(self.decoder(self.encoder(chunk.to(self.device))) - chunk.to(self.device))
-                       .pow(2).flatten(1).sum(1).cpu() for chunk in x.split(batch)]
+                out = [self.recon_error(chunk.to(self.device)).cpu() for chunk in x.split(batch)]
             return {"score": torch.cat(out) if out else torch.zeros(0)}
         return {"score": self.distances(x, batch)}
 
